@@ -1,0 +1,523 @@
+//! Endpoint operations: create, delete, join, leave, and connect/disconnect (both at once).
+
+use super::gateway::{self, Candidate};
+use super::state::State;
+use super::{driver_err, encode, Controller};
+use crate::driver::DefaultRoute;
+use crate::error::{Error, Result};
+use crate::events::{now_nanos, Event};
+use crate::ids::{is_id_prefix, EndpointId, NetworkId, SandboxId};
+use crate::ipam::Holder;
+use crate::model::{validate_name, Endpoint, EndpointSpec, MacAddr};
+use crate::store::{endpoint_key, Expect, Op};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+impl Controller {
+    /// Creates an endpoint on a network, with its addresses; it joins no sandbox yet.
+    pub async fn create_endpoint(&self, network: &str, spec: EndpointSpec) -> Result<Endpoint> {
+        let mut st = self.state.lock().await;
+        let net_id = st.find_network(network)?;
+        let ep = self.allocate(&mut st, &net_id, spec)?;
+        let key = endpoint_key(&net_id, &ep.id);
+        let rev = match self
+            .commit(vec![Op::Put {
+                key,
+                value: encode(&ep),
+                expect: Expect::Absent,
+            }])
+            .await
+        {
+            Ok(rev) => rev,
+            Err(e) => {
+                st.net_mut(&net_id)?.release(&ep);
+                return Err(e);
+            }
+        };
+        st.net_mut(&net_id)?.endpoints.insert(ep.id.clone());
+        st.endpoints.insert(ep.id.clone(), (ep.clone(), rev));
+        Ok(ep)
+    }
+
+    /// Deletes an endpoint that is joined to no sandbox, releasing its addresses.
+    pub async fn delete_endpoint(&self, network: &str, endpoint: &str) -> Result<()> {
+        let mut st = self.state.lock().await;
+        let net_id = st.find_network(network)?;
+        let ep_id = find_endpoint(&st, &net_id, endpoint)?;
+        let (ep, rev) = st.ep(&ep_id)?.clone();
+        if let Some(sb) = &ep.sandbox {
+            return Err(Error::EndpointInUse {
+                name: ep.name,
+                sandbox: sandbox_name(&st, sb),
+            });
+        }
+        self.commit(vec![Op::Delete {
+            key: endpoint_key(&net_id, &ep_id),
+            expect: Expect::At(rev),
+        }])
+        .await?;
+        forget_endpoint(&mut st, &ep);
+        Ok(())
+    }
+
+    /// Joins an existing endpoint to a sandbox.
+    pub async fn join(&self, network: &str, endpoint: &str, sandbox: &str) -> Result<Endpoint> {
+        let mut st = self.state.lock().await;
+        let net_id = st.find_network(network)?;
+        let ep_id = find_endpoint(&st, &net_id, endpoint)?;
+        let sb_id = st.find_sandbox(sandbox)?;
+        let (mut ep, rev) = st.ep(&ep_id)?.clone();
+        if let Some(other) = &ep.sandbox {
+            return Err(Error::EndpointInUse {
+                name: ep.name,
+                sandbox: sandbox_name(&st, other),
+            });
+        }
+        self.check_attachable(&st, &net_id, &sb_id)?;
+        ep.sandbox = Some(sb_id.clone());
+        ep.ifname = Some(st.free_ifname(&sb_id));
+        let new_rev = self
+            .commit(vec![Op::Put {
+                key: endpoint_key(&net_id, &ep_id),
+                value: encode(&ep),
+                expect: Expect::At(rev),
+            }])
+            .await?;
+        let previous = st.ep(&ep_id)?.clone();
+        if let Err(e) = self.plumb_in(&mut st, ep.clone(), new_rev).await {
+            let (old, _) = previous.clone();
+            let _ = self
+                .commit(vec![Op::Put {
+                    key: endpoint_key(&net_id, &ep_id),
+                    value: encode(&old),
+                    expect: Expect::Any,
+                }])
+                .await;
+            st.endpoints.insert(ep_id, previous);
+            return Err(e);
+        }
+        let ep = st.ep(&ep_id)?.0.clone();
+        self.emit(connect_event("connect", &st, &ep));
+        Ok(ep)
+    }
+
+    /// Takes an endpoint out of its sandbox; it keeps its addresses.
+    pub async fn leave(&self, network: &str, endpoint: &str, sandbox: &str) -> Result<Endpoint> {
+        let mut st = self.state.lock().await;
+        let net_id = st.find_network(network)?;
+        let ep_id = find_endpoint(&st, &net_id, endpoint)?;
+        let sb_id = st.find_sandbox(sandbox)?;
+        let (ep, rev) = st.ep(&ep_id)?.clone();
+        if ep.sandbox.as_ref() != Some(&sb_id) {
+            return Err(Error::EndpointNotJoined {
+                name: ep.name,
+                sandbox: sandbox.to_owned(),
+            });
+        }
+        let event = connect_event("disconnect", &st, &ep);
+        self.unplumb(&mut st, &ep).await?;
+        let mut left = ep.clone();
+        left.sandbox = None;
+        left.ifname = None;
+        left.gateway_v4 = None;
+        left.gateway_v6 = None;
+        let rev = match self
+            .commit(vec![Op::Put {
+                key: endpoint_key(&net_id, &ep_id),
+                value: encode(&left),
+                expect: Expect::At(rev),
+            }])
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                // Put it back as it was.
+                let _ = self.plumb_in(&mut st, ep, rev).await;
+                return Err(e);
+            }
+        };
+        st.endpoints.insert(ep_id, (left.clone(), rev));
+        self.emit(event);
+        Ok(left)
+    }
+
+    /// Creates an endpoint on `network` and joins it to `sandbox`, as one operation.
+    pub async fn connect(
+        &self,
+        network: &str,
+        sandbox: &str,
+        mut spec: EndpointSpec,
+    ) -> Result<Endpoint> {
+        let mut st = self.state.lock().await;
+        let net_id = st.find_network(network)?;
+        let sb_id = st.find_sandbox(sandbox)?;
+        self.check_attachable(&st, &net_id, &sb_id)?;
+        if spec.name.is_empty() {
+            spec.name = st.sb(&sb_id)?.sb.spec.name.clone();
+        }
+        let mut ep = self.allocate(&mut st, &net_id, spec)?;
+        ep.sandbox = Some(sb_id.clone());
+        ep.ifname = Some(st.free_ifname(&sb_id));
+        let key = endpoint_key(&net_id, &ep.id);
+        let rev = match self
+            .commit(vec![Op::Put {
+                key: key.clone(),
+                value: encode(&ep),
+                expect: Expect::Absent,
+            }])
+            .await
+        {
+            Ok(rev) => rev,
+            Err(e) => {
+                st.net_mut(&net_id)?.release(&ep);
+                return Err(e);
+            }
+        };
+        st.net_mut(&net_id)?.endpoints.insert(ep.id.clone());
+        if let Err(e) = self.plumb_in(&mut st, ep.clone(), rev).await {
+            let _ = self
+                .commit(vec![Op::Delete {
+                    key,
+                    expect: Expect::Any,
+                }])
+                .await;
+            forget_endpoint(&mut st, &ep);
+            return Err(e);
+        }
+        let ep = st.ep(&ep.id)?.0.clone();
+        self.emit(connect_event("connect", &st, &ep));
+        Ok(ep)
+    }
+
+    /// Takes the sandbox's endpoint on `network` out and deletes it.
+    pub async fn disconnect(&self, network: &str, sandbox: &str) -> Result<()> {
+        let mut st = self.state.lock().await;
+        let net_id = st.find_network(network)?;
+        let sb_id = st.find_sandbox(sandbox)?;
+        let Some(ep_id) = st.endpoint_on(&sb_id, &net_id) else {
+            return Err(Error::NotAttached {
+                sandbox: sandbox.to_owned(),
+                network: network.to_owned(),
+            });
+        };
+        let (ep, rev) = st.ep(&ep_id)?.clone();
+        let event = connect_event("disconnect", &st, &ep);
+        self.unplumb(&mut st, &ep).await?;
+        if let Err(e) = self
+            .commit(vec![Op::Delete {
+                key: endpoint_key(&net_id, &ep_id),
+                expect: Expect::At(rev),
+            }])
+            .await
+        {
+            let _ = self.plumb_in(&mut st, ep, rev).await;
+            return Err(e);
+        }
+        forget_endpoint(&mut st, &ep);
+        self.emit(event);
+        Ok(())
+    }
+
+    /// Refuses joins that break the model: two endpoints of one network in a sandbox, or
+    /// mixing host mode with other networks.
+    fn check_attachable(&self, st: &State, net_id: &NetworkId, sb_id: &SandboxId) -> Result<()> {
+        let net = &st.net(net_id)?.net;
+        let sb = st.sb(sb_id)?;
+        if st.endpoint_on(sb_id, net_id).is_some() {
+            return Err(Error::AlreadyAttached {
+                sandbox: sb.sb.spec.name.clone(),
+                network: net.spec.name.clone(),
+            });
+        }
+        let host_driver = self.driver(&net.spec.driver)?.capabilities().host_mode;
+        if host_driver != sb.sb.spec.host_mode {
+            let reason = if host_driver {
+                "only sandboxes created in host mode can join the host network".to_owned()
+            } else {
+                format!(
+                    "a host-mode sandbox shares the host's stack and cannot join network {}",
+                    net.spec.name
+                )
+            };
+            return Err(Error::HostModeMismatch {
+                sandbox: sb.sb.spec.name.clone(),
+                reason,
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes addresses and a MAC for a new endpoint. On error nothing stays held.
+    fn allocate(&self, st: &mut State, net_id: &NetworkId, spec: EndpointSpec) -> Result<Endpoint> {
+        validate_name("EndpointName", &spec.name)?;
+        for a in &spec.aliases {
+            validate_dns_name(a)?;
+        }
+        let entry = st.net(net_id)?;
+        let net_name = entry.net.spec.name.clone();
+        let driver = entry.net.spec.driver.clone();
+        let taken = entry
+            .endpoints
+            .iter()
+            .filter_map(|e| st.endpoints.get(e))
+            .any(|(e, _)| e.name == spec.name);
+        if taken {
+            return Err(Error::EndpointExists {
+                name: spec.name,
+                network: net_name,
+            });
+        }
+        let needs = self.driver(&driver)?.capabilities().needs_addresses;
+        let entry = st.net_mut(net_id)?;
+        let mut ep = Endpoint {
+            id: EndpointId::random(),
+            name: spec.name,
+            network: net_id.clone(),
+            mac: spec.mac,
+            ipv4: None,
+            ipv6: None,
+            aliases: spec.aliases,
+            gw_priority: spec.gw_priority,
+            driver_opts: spec.driver_opts,
+            sandbox: None,
+            ifname: None,
+            gateway_v4: None,
+            gateway_v6: None,
+        };
+        if !needs {
+            if spec.ipv4.is_some() || spec.ipv6.is_some() {
+                return Err(Error::invalid(
+                    "IPAMConfig",
+                    format!("network {net_name} ({driver}) does not assign addresses"),
+                ));
+            }
+            return Ok(ep);
+        }
+        let holder = Holder::Endpoint(ep.name.clone());
+        for (want, v6) in [(spec.ipv4, false), (spec.ipv6, true)] {
+            let field = if v6 { "IPv6Address" } else { "IPv4Address" };
+            let got = match want {
+                Some(ip) => {
+                    if ip.is_ipv6() != v6 {
+                        Err(Error::invalid(field, format!("{ip} is not an {field}")))
+                    } else if let Some(pool) = entry.pool_for(ip) {
+                        pool.reserve(ip, holder.clone(), &net_name)
+                            .map(|_| Some(pool.with_prefix(ip)))
+                    } else {
+                        Err(Error::invalid(
+                            field,
+                            format!("{ip} is not in any subnet of network {net_name}"),
+                        ))
+                    }
+                }
+                None => match entry.pool_of_family(v6) {
+                    Some(pool) => pool
+                        .allocate(holder.clone(), &net_name)
+                        .map(|ip| Some(pool.with_prefix(ip))),
+                    None => Ok(None),
+                },
+            };
+            match got {
+                Ok(a) if v6 => ep.ipv6 = a,
+                Ok(a) => ep.ipv4 = a,
+                Err(e) => {
+                    entry.release(&ep);
+                    return Err(e);
+                }
+            }
+        }
+        if ep.mac.is_none() {
+            ep.mac = Some(match ep.ipv4.map(|a| a.addr()) {
+                Some(IpAddr::V4(v4)) => MacAddr::from_ipv4(v4),
+                _ => MacAddr::random(),
+            });
+        }
+        Ok(ep)
+    }
+
+    /// Plumbs a persisted, joined endpoint into its sandbox and records it; on failure the
+    /// kernel is left as before and the in-memory state unchanged.
+    pub(super) async fn plumb_in(
+        &self,
+        st: &mut State,
+        mut ep: Endpoint,
+        rev: crate::store::Revision,
+    ) -> Result<()> {
+        let net = st.net(&ep.network)?.net.clone();
+        let Some(sb_id) = ep.sandbox.clone() else {
+            return Ok(());
+        };
+        let sb = st.sb(&sb_id)?.sb.clone();
+        let driver = self.driver(&net.spec.driver)?;
+        let ifname = ep.ifname.clone().unwrap_or_else(|| "eth0".into());
+        let info = driver
+            .join(&net, &ep, &sb, &ifname)
+            .await
+            .map_err(|e| driver_err(&net.spec.driver, e))?;
+        ep.gateway_v4 = info.gateway_v4;
+        ep.gateway_v6 = info.gateway_v6;
+        let previous = st.endpoints.insert(ep.id.clone(), (ep.clone(), rev));
+        st.sb_mut(&sb_id)?.endpoints.insert(ep.id.clone());
+        if let Err(e) = self.refresh_sandbox(st, &sb_id).await {
+            st.sb_mut(&sb_id)?.endpoints.remove(&ep.id);
+            match previous {
+                Some(p) => st.endpoints.insert(ep.id.clone(), p),
+                None => st.endpoints.remove(&ep.id),
+            };
+            let _ = driver.leave(&net, &ep, &sb).await;
+            let _ = self.refresh_sandbox(st, &sb_id).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Unplumbs a joined endpoint from its sandbox and moves the gateway if it had it.
+    pub(super) async fn unplumb(&self, st: &mut State, ep: &Endpoint) -> Result<()> {
+        let Some(sb_id) = ep.sandbox.clone() else {
+            return Ok(());
+        };
+        let net = st.net(&ep.network)?.net.clone();
+        let sb = st.sb(&sb_id)?.sb.clone();
+        let driver = self.driver(&net.spec.driver)?;
+        // Move the default route away first so that it never points at a dead interface.
+        st.sb_mut(&sb_id)?.endpoints.remove(&ep.id);
+        if let Err(e) = self.refresh_sandbox(st, &sb_id).await {
+            tracing::warn!(sandbox = %sb.spec.name, error = %e, "moving the default route failed");
+        }
+        if let Err(e) = driver.leave(&net, ep, &sb).await {
+            st.sb_mut(&sb_id)?.endpoints.insert(ep.id.clone());
+            let _ = self.refresh_sandbox(st, &sb_id).await;
+            return Err(driver_err(&net.spec.driver, e));
+        }
+        Ok(())
+    }
+
+    /// Recomputes the sandbox's default route and hosts file from its endpoints.
+    pub(super) async fn refresh_sandbox(&self, st: &mut State, sb_id: &SandboxId) -> Result<()> {
+        let sb = st.sb(sb_id)?;
+        let joined: Vec<&Endpoint> = sb
+            .endpoints
+            .iter()
+            .filter_map(|e| st.endpoints.get(e).map(|(ep, _)| ep))
+            .collect();
+        let candidates: Vec<Candidate<'_>> = joined
+            .iter()
+            .filter_map(|ep| {
+                let n = st.networks.get(&ep.network)?;
+                Some(Candidate {
+                    endpoint: ep,
+                    network_name: &n.net.spec.name,
+                    internal: n.net.spec.internal,
+                })
+            })
+            .collect();
+        let chosen = gateway::pick(&candidates);
+        let new_gw = chosen.map(|e| e.id.clone());
+        let route = chosen.map(|e| DefaultRoute {
+            ifname: e.ifname.clone().unwrap_or_default(),
+            v4: e.gateway_v4,
+            v6: e.gateway_v6,
+        });
+        let hosts: Vec<(IpAddr, Vec<String>)> = joined
+            .iter()
+            .flat_map(|ep| [ep.ipv4, ep.ipv6])
+            .flatten()
+            .map(|a| (a.addr(), vec![sb.sb.hostname().to_owned()]))
+            .collect();
+        let sandbox = sb.sb.clone();
+        let changed = new_gw != sb.gateway;
+        let os_err = |e| Error::Os {
+            sandbox: sandbox.spec.name.clone(),
+            source: e,
+        };
+        if changed && !sandbox.spec.host_mode {
+            self.os
+                .set_default_route(&sandbox, route.as_ref())
+                .await
+                .map_err(os_err)?;
+        }
+        self.os.write_hosts(&sandbox, &hosts).await.map_err(os_err)?;
+        st.sb_mut(sb_id)?.gateway = new_gw;
+        Ok(())
+    }
+}
+
+/// Finds an endpoint of a network by name, full id or unique id prefix.
+fn find_endpoint(st: &State, net_id: &NetworkId, key: &str) -> Result<EndpointId> {
+    let entry = st.net(net_id)?;
+    let eps = entry
+        .endpoints
+        .iter()
+        .filter_map(|e| st.endpoints.get(e).map(|(ep, _)| ep));
+    let mut prefix_hits = Vec::new();
+    for ep in eps {
+        if ep.name == key || ep.id.as_str() == key {
+            return Ok(ep.id.clone());
+        }
+        if is_id_prefix(key) && ep.id.as_str().starts_with(key) {
+            prefix_hits.push(ep.id.clone());
+        }
+    }
+    match prefix_hits.len() {
+        1 => Ok(prefix_hits.remove(0)),
+        _ => Err(Error::EndpointNotFound {
+            name: key.to_owned(),
+        }),
+    }
+}
+
+fn forget_endpoint(st: &mut State, ep: &Endpoint) {
+    if let Some(n) = st.networks.get_mut(&ep.network) {
+        n.release(ep);
+        n.endpoints.remove(&ep.id);
+    }
+    if let Some(sb) = ep.sandbox.as_ref().and_then(|s| st.sandboxes.get_mut(s)) {
+        sb.endpoints.remove(&ep.id);
+    }
+    st.endpoints.remove(&ep.id);
+}
+
+fn sandbox_name(st: &State, id: &SandboxId) -> String {
+    st.sandboxes
+        .get(id)
+        .map(|s| s.sb.spec.name.clone())
+        .unwrap_or_else(|| id.to_string())
+}
+
+fn connect_event(action: &'static str, st: &State, ep: &Endpoint) -> Event {
+    let mut attributes = BTreeMap::new();
+    if let Some(n) = st.networks.get(&ep.network) {
+        attributes.insert("name".into(), n.net.spec.name.clone());
+        attributes.insert("type".into(), n.net.spec.driver.clone());
+    }
+    if let Some(sb) = &ep.sandbox {
+        attributes.insert("container".into(), sb.to_string());
+    }
+    Event {
+        kind: "network",
+        action,
+        actor_id: ep.network.to_string(),
+        attributes,
+        time_nanos: now_nanos(),
+    }
+}
+
+/// Checks an alias: DNS labels of letters, digits and '-', '_' or '.' between them.
+fn validate_dns_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "Aliases",
+            format!("{name:?} is not a valid DNS name"),
+        ))
+    }
+}

@@ -1,0 +1,131 @@
+//! The Controller: the CNM operations over networks, endpoints and sandboxes.
+//!
+//! One lock serialises mutations: each operation validates, allocates, persists its intent in
+//! one store commit, then drives the kernel through the drivers and the sandbox OS layer,
+//! recording inverses in a [`Journal`] so that a failure leaves nothing half-made.
+
+mod endpoint;
+mod gateway;
+mod network;
+mod reconcile;
+mod sandbox;
+mod state;
+
+pub use gateway::{pick as pick_gateway, Candidate};
+pub use network::NetworkView;
+pub use sandbox::SandboxView;
+
+use crate::driver::{NetworkDriver, SandboxOs};
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::ipam::{self, DefaultPool};
+use crate::store::{Op, Revision, Store, StoreError};
+use state::State;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{broadcast, Mutex};
+
+/// Names of the predefined networks.
+pub const PREDEFINED: [&str; 3] = ["bridge", "host", "none"];
+
+/// Bridge name of the predefined `bridge` network.
+pub const DEFAULT_BRIDGE: &str = "plumb0";
+
+/// How a controller is set up.
+#[derive(Clone)]
+pub struct Config {
+    /// IPv4 (and IPv6) pools subnets are chosen from when none is given.
+    pub default_pools: Vec<DefaultPool>,
+    /// Bridge name of the predefined `bridge` network.
+    pub default_bridge: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            default_pools: ipam::docker_default_pools(),
+            default_bridge: DEFAULT_BRIDGE.to_owned(),
+        }
+    }
+}
+
+/// The CNM controller.
+pub struct Controller {
+    state: Mutex<State>,
+    store: Arc<dyn Store>,
+    os: Arc<dyn SandboxOs>,
+    drivers: HashMap<String, Arc<dyn NetworkDriver>>,
+    config: Config,
+    events: broadcast::Sender<Event>,
+}
+
+impl Controller {
+    /// Loads state from `store`, makes the kernel match it, creates the predefined networks.
+    pub async fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        os: Arc<dyn SandboxOs>,
+        drivers: Vec<Arc<dyn NetworkDriver>>,
+    ) -> Result<Self> {
+        let drivers = drivers
+            .into_iter()
+            .map(|d| (d.name().to_owned(), d))
+            .collect();
+        let (events, _) = broadcast::channel(1024);
+        let ctl = Controller {
+            state: Mutex::new(State::default()),
+            store,
+            os,
+            drivers,
+            config,
+            events,
+        };
+        ctl.load_and_reconcile().await?;
+        ctl.ensure_predefined().await?;
+        Ok(ctl)
+    }
+
+    /// Subscribes to the controller's events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, event: Event) {
+        // No subscriber is fine.
+        let _ = self.events.send(event);
+    }
+
+    fn driver(&self, name: &str) -> Result<Arc<dyn NetworkDriver>> {
+        self.drivers
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::DriverNotFound {
+                driver: name.to_owned(),
+            })
+    }
+
+    async fn commit(&self, ops: Vec<Op>) -> Result<Revision> {
+        Ok(self.store.commit(ops).await?)
+    }
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    // Serialising our own plain structs to JSON cannot fail.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &str, v: &[u8]) -> Result<T> {
+    serde_json::from_slice(v).map_err(|e| {
+        Error::Store(StoreError::Corrupt {
+            key: key.to_owned(),
+            reason: e.to_string(),
+        })
+    })
+}
+
+fn driver_err(driver: &str, source: crate::BoxError) -> Error {
+    Error::Driver {
+        driver: driver.to_owned(),
+        source,
+    }
+}

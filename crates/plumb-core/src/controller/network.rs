@@ -1,0 +1,392 @@
+//! Network operations: create, delete, list, inspect, prune.
+
+use super::state::NetEntry;
+use super::{driver_err, encode, Controller, PREDEFINED};
+use crate::error::{Error, Result};
+use crate::events::{now_nanos, Event};
+use crate::ids::NetworkId;
+use crate::ipam::{self, overlaps};
+use crate::journal::Journal;
+use crate::model::{validate_name, Endpoint, Network, NetworkSpec, Pool, Sandbox};
+use crate::store::{network_key, Expect, Op};
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+
+/// A network with its endpoints and the sandboxes they are joined to.
+#[derive(Debug, Clone)]
+pub struct NetworkView {
+    /// The network.
+    pub network: Network,
+    /// Its endpoints, each with the sandbox it is joined to.
+    pub endpoints: Vec<(Endpoint, Option<Sandbox>)>,
+}
+
+impl Controller {
+    /// Creates a network. Nothing is left behind when it fails.
+    pub async fn create_network(&self, spec: NetworkSpec) -> Result<Network> {
+        if PREDEFINED.contains(&spec.name.as_str()) {
+            return Err(Error::PredefinedNetwork {
+                name: spec.name,
+                action: "created",
+            });
+        }
+        self.create_network_inner(spec, false).await
+    }
+
+    pub(super) async fn create_network_inner(
+        &self,
+        mut spec: NetworkSpec,
+        predefined: bool,
+    ) -> Result<Network> {
+        validate_name("Name", &spec.name)?;
+        if spec.driver.is_empty() {
+            spec.driver = "bridge".into();
+        }
+        if spec.ipam_driver.is_empty() {
+            spec.ipam_driver = "default".into();
+        }
+        if spec.ipam_driver != "default" {
+            return Err(Error::invalid(
+                "IPAM.Driver",
+                format!("IPAM driver {:?} is not available: use \"default\"", spec.ipam_driver),
+            ));
+        }
+        let driver = self.driver(&spec.driver)?;
+        let caps = driver.capabilities();
+        let host_routes = if caps.needs_addresses {
+            self.os
+                .host_routes()
+                .await
+                .map_err(|e| driver_err(&spec.driver, e))?
+        } else {
+            Vec::new()
+        };
+
+        let mut st = self.state.lock().await;
+        if st.net_names.contains_key(&spec.name) {
+            return Err(Error::NetworkExists { name: spec.name });
+        }
+        if caps.singleton
+            && st
+                .networks
+                .values()
+                .any(|n| n.net.spec.driver == spec.driver)
+        {
+            return Err(Error::invalid(
+                "Driver",
+                format!("only one network of driver {} may exist", spec.driver),
+            ));
+        }
+        let pools = if caps.needs_addresses {
+            let others: Vec<(String, IpNet)> = st
+                .networks
+                .values()
+                .flat_map(|n| n.net.pools.iter().map(|p| (n.net.spec.name.clone(), p.subnet)))
+                .collect();
+            self.plan_pools(&spec, &others, &host_routes)?
+        } else {
+            if !spec.pools.is_empty() {
+                return Err(Error::invalid(
+                    "IPAM.Config",
+                    format!("driver {} does not use addresses", spec.driver),
+                ));
+            }
+            Vec::new()
+        };
+
+        let mut network = Network {
+            id: NetworkId::random(),
+            spec,
+            pools,
+            created_unix_nanos: if predefined { 0 } else { now_nanos() },
+            predefined,
+            driver_options: BTreeMap::new(),
+        };
+        network.driver_options = driver
+            .check_options(&network)
+            .map_err(|e| Error::invalid("Options", e.to_string()))?;
+        let entry = NetEntry::new(network.clone(), 0)?;
+
+        let key = network_key(&network.id);
+        let rev = self
+            .commit(vec![Op::Put {
+                key: key.clone(),
+                value: encode(&network),
+                expect: Expect::Absent,
+            }])
+            .await?;
+        let mut journal = Journal::new();
+        let store = self.store.clone();
+        journal.push("forget network", async move {
+            store
+                .commit(vec![Op::Delete {
+                    key,
+                    expect: Expect::Any,
+                }])
+                .await
+                .map(|_| ())
+                .map_err(Into::into)
+        });
+        if let Err(e) = driver.create_network(&network).await {
+            journal.rollback().await;
+            return Err(driver_err(&network.spec.driver, e));
+        }
+        journal.commit();
+
+        st.net_names
+            .insert(network.spec.name.clone(), network.id.clone());
+        st.networks
+            .insert(network.id.clone(), NetEntry { rev, ..entry });
+        drop(st);
+        self.emit(network_event("create", &network));
+        Ok(network)
+    }
+
+    /// Works out the pools of a new network from what the user asked and the defaults.
+    fn plan_pools(
+        &self,
+        spec: &NetworkSpec,
+        others: &[(String, IpNet)],
+        host_routes: &[IpNet],
+    ) -> Result<Vec<Pool>> {
+        let mut pools: Vec<Pool> = Vec::new();
+        for (i, req) in spec.pools.iter().enumerate() {
+            let field = |f: &str| format!("IPAM.Config[{i}].{f}");
+            let Some(subnet) = req.subnet else {
+                if req.ip_range.is_some() || req.gateway.is_some() || !req.aux_addresses.is_empty() {
+                    return Err(Error::invalid(
+                        field("Subnet"),
+                        "ip-range, gateway and aux-address need a subnet",
+                    ));
+                }
+                continue;
+            };
+            if subnet.trunc() != subnet {
+                return Err(Error::invalid(
+                    field("Subnet"),
+                    format!("{subnet} has host bits set: did you mean {}?", subnet.trunc()),
+                ));
+            }
+            let v6 = matches!(subnet, IpNet::V6(_));
+            if v6 && !spec.enable_ipv6 {
+                return Err(Error::invalid(
+                    field("Subnet"),
+                    format!("{subnet} is IPv6 but IPv6 is not enabled: add --ipv6"),
+                ));
+            }
+            if !v6 && !spec.enable_ipv4 {
+                return Err(Error::invalid(
+                    field("Subnet"),
+                    format!("{subnet} is IPv4 but IPv4 is disabled"),
+                ));
+            }
+            if let Some((other, other_subnet)) = others
+                .iter()
+                .map(|(n, s)| (n.clone(), *s))
+                .chain(pools.iter().map(|p| (spec.name.clone(), p.subnet)))
+                .find(|(_, s)| overlaps(s, &subnet))
+            {
+                return Err(Error::SubnetOverlap {
+                    subnet: subnet.to_string(),
+                    other,
+                    other_subnet: other_subnet.to_string(),
+                });
+            }
+            if let Some(r) = req.ip_range {
+                if !subnet.contains(&r) {
+                    return Err(Error::invalid(
+                        field("IPRange"),
+                        format!("{r} is not inside subnet {subnet}"),
+                    ));
+                }
+            }
+            if let Some(gw) = req.gateway {
+                if !subnet.contains(&gw) {
+                    return Err(Error::invalid(
+                        field("Gateway"),
+                        format!("{gw} is not inside subnet {subnet}"),
+                    ));
+                }
+            }
+            for (name, ip) in &req.aux_addresses {
+                if !subnet.contains(ip) {
+                    return Err(Error::invalid(
+                        field("AuxiliaryAddresses"),
+                        format!("{name}={ip} is not inside subnet {subnet}"),
+                    ));
+                }
+            }
+            let gateway = req.gateway.or_else(|| first_host(subnet));
+            if let Some(gw) = gateway {
+                if req.aux_addresses.values().any(|a| *a == gw) {
+                    return Err(Error::invalid(
+                        field("AuxiliaryAddresses"),
+                        format!("{gw} is the gateway"),
+                    ));
+                }
+            }
+            pools.push(Pool {
+                subnet,
+                ip_range: req.ip_range,
+                gateway,
+                aux_addresses: req.aux_addresses.clone(),
+            });
+        }
+        let mut taken: Vec<IpNet> = others.iter().map(|(_, s)| *s).collect();
+        taken.extend(host_routes.iter().filter(|r| r.prefix_len() > 0));
+        for v6 in [false, true] {
+            let enabled = if v6 { spec.enable_ipv6 } else { spec.enable_ipv4 };
+            let have = pools
+                .iter()
+                .any(|p| matches!(p.subnet, IpNet::V6(_)) == v6);
+            if enabled && !have {
+                let mut candidates = self.config.default_pools.clone();
+                if v6 {
+                    candidates.push(ipam::default_v6_pool());
+                }
+                let subnet = ipam::pick_subnet(&candidates, v6, &taken)?;
+                taken.push(subnet);
+                pools.push(Pool {
+                    subnet,
+                    ip_range: None,
+                    gateway: first_host(subnet),
+                    aux_addresses: BTreeMap::new(),
+                });
+            }
+        }
+        pools.sort_by_key(|p| matches!(p.subnet, IpNet::V6(_)));
+        Ok(pools)
+    }
+
+    /// Deletes a network that has no endpoints.
+    pub async fn delete_network(&self, name: &str) -> Result<()> {
+        let mut st = self.state.lock().await;
+        let id = st.find_network(name)?;
+        let entry = st.net(&id)?;
+        let network = entry.net.clone();
+        if network.predefined {
+            return Err(Error::PredefinedNetwork {
+                name: network.spec.name,
+                action: "removed",
+            });
+        }
+        if !entry.endpoints.is_empty() {
+            let names: Vec<String> = entry
+                .endpoints
+                .iter()
+                .filter_map(|e| st.endpoints.get(e).map(|(ep, _)| ep.name.clone()))
+                .collect();
+            return Err(Error::NetworkHasEndpoints {
+                name: network.spec.name,
+                endpoints: names.join(", "),
+            });
+        }
+        let rev = entry.rev;
+        let driver = self.driver(&network.spec.driver)?;
+        self.commit(vec![Op::Delete {
+            key: network_key(&id),
+            expect: Expect::At(rev),
+        }])
+        .await?;
+        st.networks.remove(&id);
+        st.net_names.remove(&network.spec.name);
+        drop(st);
+        // The store no longer knows the network; if the kernel refuses now, the sweep at the
+        // next start removes what is left.
+        if let Err(e) = driver.delete_network(&network).await {
+            tracing::warn!(network = %network.spec.name, error = %e, "removing kernel objects failed; the next start sweeps them");
+        }
+        self.emit(network_event("destroy", &network));
+        Ok(())
+    }
+
+    /// All networks, by name.
+    pub async fn networks(&self) -> Vec<NetworkView> {
+        let st = self.state.lock().await;
+        let mut v: Vec<NetworkView> = st
+            .networks
+            .values()
+            .map(|n| self.view(&st, n))
+            .collect();
+        v.sort_by(|a, b| a.network.spec.name.cmp(&b.network.spec.name));
+        v
+    }
+
+    /// One network by full id, name or unique id prefix.
+    pub async fn network(&self, name: &str) -> Result<NetworkView> {
+        let st = self.state.lock().await;
+        let id = st.find_network(name)?;
+        Ok(self.view(&st, st.net(&id)?))
+    }
+
+    fn view(&self, st: &super::state::State, n: &NetEntry) -> NetworkView {
+        let endpoints = n
+            .endpoints
+            .iter()
+            .filter_map(|e| st.endpoints.get(e))
+            .map(|(ep, _)| {
+                let sb = ep
+                    .sandbox
+                    .as_ref()
+                    .and_then(|s| st.sandboxes.get(s))
+                    .map(|s| s.sb.clone());
+                (ep.clone(), sb)
+            })
+            .collect();
+        NetworkView {
+            network: n.net.clone(),
+            endpoints,
+        }
+    }
+
+    /// Deletes every user network without endpoints for which `keep` is false; returns their names.
+    pub async fn prune_networks(&self, keep: impl Fn(&Network) -> bool) -> Result<Vec<String>> {
+        let candidates: Vec<String> = {
+            let st = self.state.lock().await;
+            st.networks
+                .values()
+                .filter(|n| !n.net.predefined && n.endpoints.is_empty() && !keep(&n.net))
+                .map(|n| n.net.id.to_string())
+                .collect()
+        };
+        let mut deleted = Vec::new();
+        for id in candidates {
+            let name = match self.network(&id).await {
+                Ok(v) => v.network.spec.name,
+                Err(_) => continue,
+            };
+            match self.delete_network(&id).await {
+                Ok(()) => deleted.push(name),
+                // Gained an endpoint meanwhile, or gone: not an error for prune.
+                Err(Error::NetworkHasEndpoints { .. } | Error::NetworkNotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        deleted.sort();
+        Ok(deleted)
+    }
+}
+
+/// The first host address of a subnet (the conventional gateway).
+fn first_host(subnet: IpNet) -> Option<std::net::IpAddr> {
+    if subnet.prefix_len() >= subnet.max_prefix_len() - 1 {
+        return None;
+    }
+    match subnet.network() {
+        std::net::IpAddr::V4(a) => Some(std::net::Ipv4Addr::from(u32::from(a).wrapping_add(1)).into()),
+        std::net::IpAddr::V6(a) => Some(std::net::Ipv6Addr::from(u128::from(a).wrapping_add(1)).into()),
+    }
+}
+
+pub(super) fn network_event(action: &'static str, n: &Network) -> Event {
+    let mut attributes = BTreeMap::new();
+    attributes.insert("name".into(), n.spec.name.clone());
+    attributes.insert("type".into(), n.spec.driver.clone());
+    Event {
+        kind: "network",
+        action,
+        actor_id: n.id.to_string(),
+        attributes,
+        time_nanos: now_nanos(),
+    }
+}

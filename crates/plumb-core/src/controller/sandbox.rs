@@ -1,0 +1,173 @@
+//! Sandbox operations: create, delete (with all its endpoints), list, inspect.
+
+use super::state::SbEntry;
+use super::{encode, Controller};
+use crate::error::{Error, Result};
+use crate::events::{now_nanos, Event};
+use crate::ids::SandboxId;
+use crate::model::{validate_name, Endpoint, Network, Sandbox, SandboxSpec};
+use crate::store::{endpoint_key, sandbox_key, Expect, Op};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A sandbox with its endpoints and their networks.
+#[derive(Debug, Clone)]
+pub struct SandboxView {
+    /// The sandbox.
+    pub sandbox: Sandbox,
+    /// Its endpoints with their networks, by interface name.
+    pub endpoints: Vec<(Endpoint, Network)>,
+    /// The endpoint giving the default route.
+    pub gateway_endpoint: Option<crate::EndpointId>,
+}
+
+impl Controller {
+    /// Creates a sandbox: a network namespace with loopback up, hosts and resolv.conf.
+    pub async fn create_sandbox(&self, spec: SandboxSpec) -> Result<Sandbox> {
+        validate_name("Name", &spec.name)?;
+        if spec.hostname.len() > 63 {
+            return Err(Error::invalid("Hostname", "at most 63 characters"));
+        }
+        let mut st = self.state.lock().await;
+        if st.sb_names.contains_key(&spec.name) {
+            return Err(Error::SandboxExists { name: spec.name });
+        }
+        let id = SandboxId::random();
+        let sb = Sandbox {
+            key: self.os.key_for(&id),
+            id,
+            spec,
+            created_unix_nanos: now_nanos(),
+        };
+        let key = sandbox_key(&sb.id);
+        let rev = self
+            .commit(vec![Op::Put {
+                key: key.clone(),
+                value: encode(&sb),
+                expect: Expect::Absent,
+            }])
+            .await?;
+        let os_result = match self.os.create(&sb).await {
+            Ok(()) => self.os.write_hosts(&sb, &[]).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = os_result {
+            let _ = self.os.delete(&sb).await;
+            let _ = self
+                .commit(vec![Op::Delete {
+                    key,
+                    expect: Expect::Any,
+                }])
+                .await;
+            return Err(Error::Os {
+                sandbox: sb.spec.name.clone(),
+                source: e,
+            });
+        }
+        st.sb_names.insert(sb.spec.name.clone(), sb.id.clone());
+        st.sandboxes.insert(
+            sb.id.clone(),
+            SbEntry {
+                sb: sb.clone(),
+                rev,
+                endpoints: BTreeSet::new(),
+                gateway: None,
+            },
+        );
+        drop(st);
+        self.emit(sandbox_event("create", &sb));
+        Ok(sb)
+    }
+
+    /// Deletes a sandbox: its endpoints leave and are deleted, then its namespace goes.
+    pub async fn delete_sandbox(&self, name: &str) -> Result<()> {
+        let mut st = self.state.lock().await;
+        let id = st.find_sandbox(name)?;
+        let entry = st.sb(&id)?;
+        let sb = entry.sb.clone();
+        let rev = entry.rev;
+        let eps: Vec<Endpoint> = entry
+            .endpoints
+            .iter()
+            .filter_map(|e| st.endpoints.get(e).map(|(ep, _)| ep.clone()))
+            .collect();
+        let mut ops: Vec<Op> = eps
+            .iter()
+            .map(|ep| Op::Delete {
+                key: endpoint_key(&ep.network, &ep.id),
+                expect: Expect::Any,
+            })
+            .collect();
+        ops.push(Op::Delete {
+            key: sandbox_key(&id),
+            expect: Expect::At(rev),
+        });
+        self.commit(ops).await?;
+        for ep in &eps {
+            let net = st.net(&ep.network)?.net.clone();
+            if let Ok(driver) = self.driver(&net.spec.driver) {
+                if let Err(e) = driver.leave(&net, ep, &sb).await {
+                    tracing::warn!(endpoint = %ep.name, error = %e, "leave failed; the namespace removal takes the interface");
+                }
+            }
+            if let Some(n) = st.networks.get_mut(&ep.network) {
+                n.release(ep);
+                n.endpoints.remove(&ep.id);
+            }
+            st.endpoints.remove(&ep.id);
+        }
+        st.sandboxes.remove(&id);
+        st.sb_names.remove(&sb.spec.name);
+        if let Err(e) = self.os.delete(&sb).await {
+            tracing::warn!(sandbox = %sb.spec.name, error = %e, "removing the namespace failed; the next start sweeps it");
+        }
+        drop(st);
+        self.emit(sandbox_event("destroy", &sb));
+        Ok(())
+    }
+
+    /// All sandboxes, by name.
+    pub async fn sandboxes(&self) -> Vec<SandboxView> {
+        let st = self.state.lock().await;
+        let mut v: Vec<SandboxView> = st.sandboxes.values().map(|s| view(&st, s)).collect();
+        v.sort_by(|a, b| a.sandbox.spec.name.cmp(&b.sandbox.spec.name));
+        v
+    }
+
+    /// One sandbox by full id, name or unique id prefix.
+    pub async fn sandbox(&self, name: &str) -> Result<SandboxView> {
+        let st = self.state.lock().await;
+        let id = st.find_sandbox(name)?;
+        Ok(view(&st, st.sb(&id)?))
+    }
+}
+
+fn view(st: &super::state::State, s: &SbEntry) -> SandboxView {
+    let mut endpoints: Vec<(Endpoint, Network)> = s
+        .endpoints
+        .iter()
+        .filter_map(|e| st.endpoints.get(e))
+        .filter_map(|(ep, _)| {
+            st.networks
+                .get(&ep.network)
+                .map(|n| (ep.clone(), n.net.clone()))
+        })
+        .collect();
+    endpoints.sort_by(|a, b| a.0.ifname.cmp(&b.0.ifname));
+    SandboxView {
+        sandbox: s.sb.clone(),
+        endpoints,
+        gateway_endpoint: s.gateway.clone(),
+    }
+}
+
+fn sandbox_event(action: &'static str, sb: &Sandbox) -> Event {
+    let mut attributes = BTreeMap::new();
+    attributes.insert("name".into(), sb.spec.name.clone());
+    Event {
+        kind: "sandbox",
+        action,
+        actor_id: sb.id.to_string(),
+        attributes,
+        time_nanos: now_nanos(),
+    }
+}

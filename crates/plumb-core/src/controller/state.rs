@@ -1,0 +1,204 @@
+//! The controller's in-memory view of the store, with the indexes lookups need.
+
+use crate::error::{Error, Result};
+use crate::ids::{is_full_id, is_id_prefix, EndpointId, NetworkId, SandboxId};
+use crate::ipam::{AddressPool, Holder};
+use crate::model::{Endpoint, Network, Sandbox};
+use crate::store::Revision;
+use std::collections::{BTreeSet, HashMap};
+
+/// A network with its allocator and its endpoints.
+pub(super) struct NetEntry {
+    pub net: Network,
+    pub rev: Revision,
+    pub pools: Vec<AddressPool>,
+    pub endpoints: BTreeSet<EndpointId>,
+}
+
+impl NetEntry {
+    /// Builds the allocator of a stored network: gateway and auxiliary addresses held.
+    pub fn new(net: Network, rev: Revision) -> Result<Self> {
+        let mut pools = Vec::new();
+        for p in &net.pools {
+            let mut ap = AddressPool::new(p.subnet, p.ip_range);
+            if let Some(gw) = p.gateway {
+                ap.reserve(gw, Holder::Gateway, &net.spec.name)?;
+            }
+            for (name, ip) in &p.aux_addresses {
+                ap.reserve(*ip, Holder::Aux(name.clone()), &net.spec.name)?;
+            }
+            pools.push(ap);
+        }
+        Ok(NetEntry {
+            net,
+            rev,
+            pools,
+            endpoints: BTreeSet::new(),
+        })
+    }
+
+    /// The allocator whose subnet holds `ip`.
+    pub fn pool_for(&mut self, ip: std::net::IpAddr) -> Option<&mut AddressPool> {
+        self.pools.iter_mut().find(|p| p.subnet().contains(&ip))
+    }
+
+    /// The first allocator of the family.
+    pub fn pool_of_family(&mut self, v6: bool) -> Option<&mut AddressPool> {
+        self.pools
+            .iter_mut()
+            .find(|p| matches!(p.subnet(), ipnet::IpNet::V6(_)) == v6)
+    }
+
+    /// Releases the endpoint's addresses.
+    pub fn release(&mut self, ep: &Endpoint) {
+        for a in [ep.ipv4, ep.ipv6].into_iter().flatten() {
+            if let Some(p) = self.pool_for(a.addr()) {
+                p.release(a.addr());
+            }
+        }
+    }
+}
+
+/// A sandbox with its endpoints.
+pub(super) struct SbEntry {
+    pub sb: Sandbox,
+    pub rev: Revision,
+    pub endpoints: BTreeSet<EndpointId>,
+    pub gateway: Option<EndpointId>,
+}
+
+/// Everything the controller knows.
+#[derive(Default)]
+pub(super) struct State {
+    pub networks: HashMap<NetworkId, NetEntry>,
+    pub net_names: HashMap<String, NetworkId>,
+    pub endpoints: HashMap<EndpointId, (Endpoint, Revision)>,
+    pub sandboxes: HashMap<SandboxId, SbEntry>,
+    pub sb_names: HashMap<String, SandboxId>,
+}
+
+impl State {
+    /// Resolves a network by full id, exact name, then unique id prefix.
+    pub fn find_network(&self, key: &str) -> Result<NetworkId> {
+        if is_full_id(key) {
+            if let Some(id) = NetworkId::parse(key).filter(|id| self.networks.contains_key(id)) {
+                return Ok(id);
+            }
+        }
+        if let Some(id) = self.net_names.get(key) {
+            return Ok(id.clone());
+        }
+        if is_id_prefix(key) {
+            let mut hits = self.networks.keys().filter(|id| id.as_str().starts_with(key));
+            if let Some(first) = hits.next() {
+                let rest = hits.count();
+                if rest > 0 {
+                    return Err(Error::NetworkAmbiguous {
+                        name: key.to_owned(),
+                        count: rest + 1,
+                    });
+                }
+                return Ok(first.clone());
+            }
+        }
+        Err(Error::NetworkNotFound {
+            name: key.to_owned(),
+        })
+    }
+
+    /// Resolves a sandbox by full id, exact name, then unique id prefix.
+    pub fn find_sandbox(&self, key: &str) -> Result<SandboxId> {
+        if let Some(id) = SandboxId::parse(key).filter(|id| self.sandboxes.contains_key(id)) {
+            return Ok(id);
+        }
+        if let Some(id) = self.sb_names.get(key) {
+            return Ok(id.clone());
+        }
+        if is_id_prefix(key) {
+            let hits: Vec<&SandboxId> = self
+                .sandboxes
+                .keys()
+                .filter(|id| id.as_str().starts_with(key))
+                .collect();
+            if hits.len() == 1 {
+                return Ok(hits[0].clone());
+            }
+        }
+        Err(Error::SandboxNotFound {
+            name: key.to_owned(),
+        })
+    }
+
+    /// The network entry (internal invariant: ids come from the maps).
+    pub fn net(&self, id: &NetworkId) -> Result<&NetEntry> {
+        self.networks.get(id).ok_or_else(|| Error::NetworkNotFound {
+            name: id.to_string(),
+        })
+    }
+
+    /// Mutable network entry.
+    pub fn net_mut(&mut self, id: &NetworkId) -> Result<&mut NetEntry> {
+        self.networks
+            .get_mut(id)
+            .ok_or_else(|| Error::NetworkNotFound {
+                name: id.to_string(),
+            })
+    }
+
+    /// The sandbox entry.
+    pub fn sb(&self, id: &SandboxId) -> Result<&SbEntry> {
+        self.sandboxes.get(id).ok_or_else(|| Error::SandboxNotFound {
+            name: id.to_string(),
+        })
+    }
+
+    /// Mutable sandbox entry.
+    pub fn sb_mut(&mut self, id: &SandboxId) -> Result<&mut SbEntry> {
+        self.sandboxes
+            .get_mut(id)
+            .ok_or_else(|| Error::SandboxNotFound {
+                name: id.to_string(),
+            })
+    }
+
+    /// The endpoint with its revision.
+    pub fn ep(&self, id: &EndpointId) -> Result<&(Endpoint, Revision)> {
+        self.endpoints
+            .get(id)
+            .ok_or_else(|| Error::EndpointNotFound {
+                name: id.to_string(),
+            })
+    }
+
+    /// The endpoint of `sandbox` on `network`, if any.
+    pub fn endpoint_on(&self, sandbox: &SandboxId, network: &NetworkId) -> Option<EndpointId> {
+        let sb = self.sandboxes.get(sandbox)?;
+        sb.endpoints
+            .iter()
+            .find(|e| {
+                self.endpoints
+                    .get(e)
+                    .is_some_and(|(ep, _)| &ep.network == network)
+            })
+            .cloned()
+    }
+
+    /// The lowest free `ethN` in a sandbox.
+    pub fn free_ifname(&self, sandbox: &SandboxId) -> String {
+        let used: BTreeSet<&str> = self
+            .sandboxes
+            .get(sandbox)
+            .map(|sb| {
+                sb.endpoints
+                    .iter()
+                    .filter_map(|e| self.endpoints.get(e))
+                    .filter_map(|(ep, _)| ep.ifname.as_deref())
+                    .collect()
+            })
+            .unwrap_or_default();
+        (0..)
+            .map(|i| format!("eth{i}"))
+            .find(|n| !used.contains(n.as_str()))
+            .unwrap_or_else(|| "eth0".into())
+    }
+}

@@ -1,0 +1,121 @@
+//! The network driver contract: what the controller asks of bridge, host, null and others.
+
+use crate::error::BoxError;
+use crate::model::{Endpoint, Network, Sandbox};
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// What a driver tells the controller about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Endpoints get addresses from IPAM (false for host and null).
+    pub needs_addresses: bool,
+    /// Only one network of this driver may exist (host, null).
+    pub singleton: bool,
+    /// Endpoints of this driver join host-mode sandboxes only (host).
+    pub host_mode: bool,
+}
+
+/// What joining produced: the interface inside the sandbox and its gateways.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JoinInfo {
+    /// IPv4 gateway this endpoint offers for the sandbox's default route.
+    pub gateway_v4: Option<Ipv4Addr>,
+    /// IPv6 gateway.
+    pub gateway_v6: Option<Ipv6Addr>,
+}
+
+/// A network driver.
+#[async_trait]
+pub trait NetworkDriver: Send + Sync {
+    /// The driver's name, as users give it with `-d`.
+    fn name(&self) -> &str;
+
+    /// What the driver needs and offers.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Checks the user's options before anything is allocated; returns options to record
+    /// (such as a computed bridge name).
+    fn check_options(
+        &self,
+        network: &Network,
+    ) -> Result<BTreeMap<String, String>, BoxError>;
+
+    /// Creates the network's kernel objects. Must succeed if they exist already as intended.
+    async fn create_network(&self, network: &Network) -> Result<(), BoxError>;
+
+    /// Removes the network's kernel objects. Must succeed if they are gone already.
+    async fn delete_network(&self, network: &Network) -> Result<(), BoxError>;
+
+    /// Plumbs `endpoint` into `sandbox` as interface `ifname`.
+    /// Must succeed if it is plumbed already as intended.
+    async fn join(
+        &self,
+        network: &Network,
+        endpoint: &Endpoint,
+        sandbox: &Sandbox,
+        ifname: &str,
+    ) -> Result<JoinInfo, BoxError>;
+
+    /// Unplumbs `endpoint` from `sandbox`. The interface must stop carrying traffic before this
+    /// returns; freeing the device itself may finish later.
+    async fn leave(
+        &self,
+        network: &Network,
+        endpoint: &Endpoint,
+        sandbox: &Sandbox,
+    ) -> Result<(), BoxError>;
+
+    /// Removes the kernel objects this driver owns that none of `networks` (with their joined
+    /// `endpoints`) accounts for: leftovers of a crash.
+    async fn sweep(&self, networks: &[&Network], endpoints: &[&Endpoint]) -> Result<(), BoxError>;
+}
+
+/// The OS side of sandboxes: namespaces, their files and routes.
+#[async_trait]
+pub trait SandboxOs: Send + Sync {
+    /// The path of the namespace file for a new sandbox with this id.
+    fn key_for(&self, sandbox: &crate::SandboxId) -> String;
+
+    /// Creates the sandbox's namespace (loopback up) and its files.
+    /// Must succeed if they exist already.
+    async fn create(&self, sandbox: &Sandbox) -> Result<(), BoxError>;
+
+    /// True when the sandbox's namespace exists.
+    async fn exists(&self, sandbox: &Sandbox) -> bool;
+
+    /// Removes the namespace and files. Must succeed if they are gone already.
+    async fn delete(&self, sandbox: &Sandbox) -> Result<(), BoxError>;
+
+    /// Writes the sandbox's hosts file with these (address, names) lines.
+    async fn write_hosts(
+        &self,
+        sandbox: &Sandbox,
+        entries: &[(std::net::IpAddr, Vec<String>)],
+    ) -> Result<(), BoxError>;
+
+    /// Points the sandbox's default routes at `route` (or removes them when `None`).
+    async fn set_default_route(
+        &self,
+        sandbox: &Sandbox,
+        route: Option<&DefaultRoute>,
+    ) -> Result<(), BoxError>;
+
+    /// Prefixes routed in the host namespace, which default pools must avoid.
+    async fn host_routes(&self) -> Result<Vec<ipnet::IpNet>, BoxError>;
+
+    /// Removes namespaces and files of sandboxes not in `known`.
+    async fn sweep(&self, known: &[&Sandbox]) -> Result<(), BoxError>;
+}
+
+/// A default route inside a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultRoute {
+    /// The interface in the sandbox.
+    pub ifname: String,
+    /// IPv4 next hop.
+    pub v4: Option<Ipv4Addr>,
+    /// IPv6 next hop.
+    pub v6: Option<Ipv6Addr>,
+}

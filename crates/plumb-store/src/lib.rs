@@ -1,0 +1,48 @@
+//! plumb-store: backends of the [`plumb_core::store::Store`] contract.
+//!
+//! - [`RedbStore`]: the embedded default, a single redb file, one durable write
+//!   transaction per commit (survives `kill -9` and power loss).
+//! - [`MemoryStore`]: the same semantics in memory, for tests and throwaway daemons.
+
+mod memory;
+mod redb_store;
+
+pub use memory::MemoryStore;
+pub use redb_store::RedbStore;
+
+use plumb_core::store::{Entry, Expect, Op, Revision, StoreError};
+use std::collections::BTreeMap;
+
+/// Checks every condition of `ops` against `current` (key -> revision); the first failing
+/// key is reported.
+fn check(ops: &[Op], current: impl Fn(&str) -> Option<Revision>) -> Result<(), StoreError> {
+    for op in ops {
+        let (key, expect) = match op {
+            Op::Put { key, expect, .. } | Op::Delete { key, expect } => (key, *expect),
+        };
+        let ok = match expect {
+            Expect::Any => true,
+            Expect::Absent => current(key).is_none(),
+            Expect::At(r) => current(key) == Some(r),
+        };
+        if !ok {
+            return Err(StoreError::Conflict {
+                key: key.clone(),
+                expected: expect,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Entries of `map` under `prefix`.
+fn list_prefix(map: &BTreeMap<String, (Vec<u8>, Revision)>, prefix: &str) -> Vec<Entry> {
+    map.range(prefix.to_owned()..)
+        .take_while(|(k, _)| k.starts_with(prefix))
+        .map(|(k, (v, r))| Entry {
+            key: k.clone(),
+            value: v.clone(),
+            revision: *r,
+        })
+        .collect()
+}
