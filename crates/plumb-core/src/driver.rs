@@ -78,6 +78,9 @@ pub trait SandboxOs: Send + Sync {
     /// The path of the namespace file for a new sandbox with this id.
     fn key_for(&self, sandbox: &crate::SandboxId) -> String;
 
+    /// The directory for the files of a new sandbox with this id.
+    fn dir_for(&self, sandbox: &crate::SandboxId) -> String;
+
     /// Creates the sandbox's namespace (loopback up) and its files.
     /// Must succeed if they exist already.
     async fn create(&self, sandbox: &Sandbox) -> Result<(), BoxError>;

@@ -205,6 +205,8 @@ pub struct Sandbox {
     pub spec: SandboxSpec,
     /// Path of the network namespace file the runtime enters.
     pub key: String,
+    /// Directory holding its resolv.conf, hosts and hostname files.
+    pub dir: String,
     /// Creation time, nanoseconds since the Unix epoch.
     pub created_unix_nanos: u128,
 }

@@ -34,6 +34,7 @@ impl Controller {
         let id = SandboxId::random();
         let sb = Sandbox {
             key: self.os.key_for(&id),
+            dir: self.os.dir_for(&id),
             id,
             spec,
             created_unix_nanos: now_nanos(),

@@ -1,0 +1,99 @@
+//! plumb-api: plumbd's HTTP API over a unix socket.
+//!
+//! - The Docker Engine API's network subset ([`networks`]) and what clients ask first
+//!   ([`system`]), reachable both unversioned and under `/v1.NN/`.
+//! - plumb's own sandbox resource under `/plumb/v1/` ([`sandboxes`]).
+//!
+//! [`serve`] takes a bound listener and a shutdown signal, so tests drive it directly.
+
+pub mod convert;
+pub mod error;
+pub mod networks;
+pub mod render;
+pub mod sandboxes;
+pub mod system;
+pub mod types;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::Uri;
+use axum::routing::{get, post};
+use axum::Router;
+use plumb_core::Controller;
+use std::future::Future;
+use std::sync::Arc;
+use tower::Layer;
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The controller.
+    pub ctl: Arc<Controller>,
+}
+
+/// The API's routes (unversioned paths).
+pub fn router(ctl: Arc<Controller>) -> Router {
+    Router::new()
+        .route("/_ping", get(system::ping).head(system::ping))
+        .route("/version", get(system::version))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route("/networks/{id}", get(networks::inspect).delete(networks::delete))
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::disconnect))
+        .route("/plumb/v1/sandboxes", get(sandboxes::list).post(sandboxes::create))
+        .route(
+            "/plumb/v1/sandboxes/{id}",
+            get(sandboxes::inspect).delete(sandboxes::delete),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response(
+            |mut r: axum::response::Response| async move {
+                system::common_headers(r.headers_mut());
+                r
+            },
+        ))
+        .with_state(AppState { ctl })
+}
+
+/// Strips a `/v1.NN` prefix so versioned and unversioned paths route alike.
+fn strip_version(mut req: Request) -> Request {
+    let path = req.uri().path();
+    if let Some(rest) = path.strip_prefix("/v") {
+        if let Some((ver, tail)) = rest.split_once('/') {
+            let is_version = !ver.is_empty()
+                && ver.split('.').count() == 2
+                && ver.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            if is_version {
+                let mut pq = format!("/{tail}");
+                if let Some(q) = req.uri().query() {
+                    pq.push('?');
+                    pq.push_str(q);
+                }
+                let mut parts = req.uri().clone().into_parts();
+                if let Ok(p) = pq.parse() {
+                    parts.path_and_query = Some(p);
+                    if let Ok(uri) = Uri::from_parts(parts) {
+                        *req.uri_mut() = uri;
+                    }
+                }
+            }
+        }
+    }
+    req
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    ctl: Arc<Controller>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = tower::util::MapRequestLayer::new(strip_version).layer(router(ctl));
+    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

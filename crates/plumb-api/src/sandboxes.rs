@@ -1,0 +1,50 @@
+//! `/plumb/v1/sandboxes`: plumb's own sandbox resource.
+
+use crate::convert;
+use crate::error::{parse_json, ApiError};
+use crate::render;
+use crate::types::SandboxCreate;
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::{json, Value};
+
+/// `GET /plumb/v1/sandboxes`.
+pub async fn list(State(s): State<AppState>) -> Json<Value> {
+    let v = s.ctl.sandboxes().await;
+    Json(Value::Array(v.iter().map(render::sandbox).collect()))
+}
+
+/// `GET /plumb/v1/sandboxes/{id}`.
+pub async fn inspect(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(render::sandbox(&s.ctl.sandbox(&id).await?)))
+}
+
+/// `POST /plumb/v1/sandboxes`.
+pub async fn create(
+    State(s): State<AppState>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let req: SandboxCreate = parse_json(&body)?;
+    let spec = convert::sandbox_spec(req)?;
+    let sb = s.ctl.create_sandbox(spec).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"Id": sb.id.to_string(), "Key": sb.key})),
+    ))
+}
+
+/// `DELETE /plumb/v1/sandboxes/{id}`.
+pub async fn delete(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.ctl.delete_sandbox(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,297 @@
+//! The bridge driver: a Linux bridge per network in the host namespace, a veth per endpoint
+//! whose peer is created directly inside the sandbox, nftables sets for isolation, ICC and
+//! masquerade.
+//!
+//! Leaving is quick on purpose: the sandbox end goes down and is renamed out of the way (its
+//! `ethN` name is free at once), and the pair is deleted in the background, because deleting a
+//! network device waits for an RCU grace period (tens of milliseconds). A crash before the
+//! deletion leaves a veth that the start-up sweep removes.
+
+mod options;
+
+pub use options::BridgeOptions;
+
+use async_trait::async_trait;
+use plumb_core::driver::{Capabilities, JoinInfo, NetworkDriver};
+use plumb_core::model::{Endpoint, Network, Sandbox};
+use plumb_core::{BoxError, NetworkId};
+use plumb_linux::namespaces::Namespaces;
+use plumb_linux::nft::{self, NetworkRules};
+use plumb_linux::nl::VethSpec;
+use plumb_linux::netns;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// Prefix of host-side veth names: `pv` + 12 hex digits of the endpoint id.
+pub const VETH_PREFIX: &str = "pv";
+/// Prefix of generated bridge names.
+pub const BRIDGE_PREFIX: &str = "br-";
+
+/// The `bridge` driver.
+pub struct BridgeDriver {
+    ns: Arc<Namespaces>,
+    /// Bridge name and ifindex of every network created.
+    bridges: Mutex<HashMap<NetworkId, (String, u32)>>,
+}
+
+/// The host-side veth name of an endpoint.
+pub fn veth_name(ep: &Endpoint) -> String {
+    format!("{VETH_PREFIX}{}", ep.id.short())
+}
+
+
+impl BridgeDriver {
+    /// A bridge driver acting in the namespaces of `ns`.
+    pub fn new(ns: Arc<Namespaces>) -> Self {
+        BridgeDriver {
+            ns,
+            bridges: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn bridges(&self) -> std::sync::MutexGuard<'_, HashMap<NetworkId, (String, u32)>> {
+        self.bridges.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The firewall elements of a network: its bridge, subnets, and the bridges to isolate
+    /// it from (every other network's).
+    fn rules(&self, net: &Network, o: &BridgeOptions) -> NetworkRules {
+        let peers = self
+            .bridges()
+            .iter()
+            .filter(|(id, (name, _))| **id != net.id && *name != o.name)
+            .map(|(_, (name, _))| name.clone())
+            .collect();
+        NetworkRules {
+            bridge: o.name.clone(),
+            subnets: net.pools.iter().map(|p| p.subnet).collect(),
+            internal: net.spec.internal,
+            peers,
+            masquerade: o.masquerade,
+        }
+    }
+
+    async fn bridge_index(&self, net: &Network) -> Result<u32, BoxError> {
+        if let Some((_, i)) = self.bridges().get(&net.id) {
+            return Ok(*i);
+        }
+        let o = BridgeOptions::of(net)?;
+        let l = self
+            .ns
+            .host()
+            .link(&o.name)
+            .await?
+            .ok_or_else(|| format!("bridge {} of network {} is missing", o.name, net.spec.name))?;
+        self.bridges().insert(net.id.clone(), (o.name, l.index));
+        Ok(l.index)
+    }
+
+    async fn plumb_veth(
+        &self,
+        net: &Network,
+        ep: &Endpoint,
+        sb: &Sandbox,
+        ifname: &str,
+    ) -> Result<(), BoxError> {
+        let o = BridgeOptions::of(net)?;
+        let master = self.bridge_index(net).await?;
+        let host = self.ns.host();
+        let host_name = veth_name(ep);
+        let peer_ns = netns::open(Path::new(&sb.key))?;
+        let spec = VethSpec {
+            host_name: &host_name,
+            peer_name: ifname,
+            peer_ns: &peer_ns,
+            peer_mac: ep.mac.map(|m| m.0),
+            mtu: o.mtu,
+            master: Some(master),
+        };
+        let snl = self.ns.get(Path::new(&sb.key)).await?;
+        match host.add_veth(&spec).await {
+            Ok(()) => {}
+            Err(e) if e.is_exists() => {
+                // Restoring after a restart: keep a complete pair, replace a broken one.
+                let peer_ok = snl
+                    .link(ifname)
+                    .await?
+                    .is_some_and(|l| l.mac == ep.mac.map(|m| m.0));
+                if !peer_ok {
+                    host.del_link_by_name(&host_name).await?;
+                    host.add_veth(&spec).await?;
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let result = async {
+            if !o.icc {
+                let port = host
+                    .link(&host_name)
+                    .await?
+                    .ok_or_else(|| format!("veth {host_name} missing after creation"))?;
+                host.set_port_isolated(port.index, true).await?;
+            }
+            let idx = snl
+                .link(ifname)
+                .await?
+                .ok_or_else(|| format!("interface {ifname} missing in sandbox after creation"))?
+                .index;
+            for a in [ep.ipv4, ep.ipv6].into_iter().flatten() {
+                snl.add_addr(idx, a).await?;
+            }
+            snl.set_up(idx, true).await?;
+            Ok::<(), BoxError>(())
+        }
+        .await;
+        if result.is_err() {
+            let _ = host.del_link_by_name(&host_name).await;
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl NetworkDriver for BridgeDriver {
+    fn name(&self) -> &str {
+        "bridge"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            needs_addresses: true,
+            singleton: false,
+            host_mode: false,
+        }
+    }
+
+    fn check_options(&self, network: &Network) -> Result<BTreeMap<String, String>, BoxError> {
+        let o = BridgeOptions::of(network)?;
+        let clash = self
+            .bridges()
+            .iter()
+            .any(|(id, (name, _))| *name == o.name && *id != network.id);
+        if clash {
+            return Err(format!(
+                "option {}: bridge {} is used by another network",
+                options::NAME,
+                o.name
+            )
+            .into());
+        }
+        let mut out = BTreeMap::new();
+        out.insert(options::NAME.to_owned(), o.name);
+        Ok(out)
+    }
+
+    async fn create_network(&self, net: &Network) -> Result<(), BoxError> {
+        let o = BridgeOptions::of(net)?;
+        let host = self.ns.host();
+        let created = match host.add_bridge(&o.name, o.mtu).await {
+            Ok(()) => true,
+            Err(e) if e.is_exists() => false,
+            Err(e) => return Err(e.into()),
+        };
+        let result = async {
+            let l = host
+                .link(&o.name)
+                .await?
+                .ok_or_else(|| format!("bridge {} vanished after creation", o.name))?;
+            if l.kind.as_deref().is_some_and(|k| k != "bridge") {
+                return Err(format!("{} exists and is not a bridge", o.name).into());
+            }
+            for p in &net.pools {
+                if let Some(gw) = p.gateway {
+                    let addr = ipnet::IpNet::new(gw, p.subnet.prefix_len())?;
+                    host.add_addr(l.index, addr).await?;
+                }
+            }
+            if !l.up {
+                host.set_up(l.index, true).await?;
+            }
+            let r = self.rules(net, &o);
+            tokio::task::spawn_blocking(move || nft::add_network(&r)).await??;
+            self.bridges().insert(net.id.clone(), (o.name.clone(), l.index));
+            Ok::<(), BoxError>(())
+        }
+        .await;
+        if result.is_err() && created {
+            let _ = host.del_link_by_name(&o.name).await;
+        }
+        result
+    }
+
+    async fn delete_network(&self, net: &Network) -> Result<(), BoxError> {
+        let o = BridgeOptions::of(net)?;
+        let r = self.rules(net, &o);
+        tokio::task::spawn_blocking(move || nft::remove_network(&r)).await??;
+        self.bridges().remove(&net.id);
+        self.ns.host().del_link_by_name(&o.name).await?;
+        Ok(())
+    }
+
+    async fn join(
+        &self,
+        net: &Network,
+        ep: &Endpoint,
+        sb: &Sandbox,
+        ifname: &str,
+    ) -> Result<JoinInfo, BoxError> {
+        self.plumb_veth(net, ep, sb, ifname).await?;
+        let mut info = JoinInfo::default();
+        if !net.spec.internal {
+            for p in &net.pools {
+                match p.gateway {
+                    Some(IpAddr::V4(g)) => info.gateway_v4 = Some(g),
+                    Some(IpAddr::V6(g)) => info.gateway_v6 = Some(g),
+                    None => {}
+                }
+            }
+        }
+        Ok(info)
+    }
+
+    async fn leave(&self, _net: &Network, ep: &Endpoint, sb: &Sandbox) -> Result<(), BoxError> {
+        if let Some(ifname) = &ep.ifname {
+            if netns::is_netns(Path::new(&sb.key)) {
+                let snl = self.ns.get(Path::new(&sb.key)).await?;
+                if let Some(l) = snl.link(ifname).await? {
+                    snl.set_up(l.index, false).await?;
+                    let tomb = format!("gone{:08x}", rand::random::<u32>());
+                    snl.rename(l.index, &tomb).await?;
+                }
+            }
+        }
+        let host = self.ns.host().clone();
+        let name = veth_name(ep);
+        tokio::spawn(async move {
+            if let Err(e) = host.del_link_by_name(&name).await {
+                tracing::warn!(veth = %name, error = %e, "deleting veth failed; the next start sweeps it");
+            }
+        });
+        Ok(())
+    }
+
+    async fn sweep(&self, networks: &[&Network], endpoints: &[&Endpoint]) -> Result<(), BoxError> {
+        let bridges: HashSet<String> = networks
+            .iter()
+            .filter(|n| n.spec.driver == "bridge")
+            .filter_map(|n| BridgeOptions::of(n).ok().map(|o| o.name))
+            .collect();
+        let veths: HashSet<String> = endpoints.iter().map(|e| veth_name(e)).collect();
+        let host = self.ns.host();
+        for l in host.links().await? {
+            let stale_veth = l.name.starts_with(VETH_PREFIX)
+                && l.kind.as_deref() == Some("veth")
+                && !veths.contains(&l.name);
+            let stale_bridge = l.name.starts_with(BRIDGE_PREFIX)
+                && l.kind.as_deref() == Some("bridge")
+                && !bridges.contains(&l.name);
+            if stale_veth || stale_bridge {
+                tracing::info!(link = %l.name, "removing leftover link");
+                host.del_link(l.index).await?;
+            }
+        }
+        Ok(())
+    }
+}

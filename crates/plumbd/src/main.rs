@@ -1,0 +1,142 @@
+//! plumbd: opens the store, reconciles the kernel with it, serves the API on a unix socket.
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use plumb_core::ipam::DefaultPool;
+use plumb_core::{Config, Controller};
+use plumb_drivers::bridge::BridgeDriver;
+use plumb_drivers::passive::PassiveDriver;
+use plumb_linux::files::ResolvConf;
+use plumb_linux::namespaces::Namespaces;
+use plumb_linux::sandbox::LinuxSandboxOs;
+use plumb_linux::{nft, sysctl};
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Command-line flags.
+#[derive(Parser, Debug)]
+#[command(name = "plumbd", version, about = "Container networking daemon (CNM)")]
+struct Args {
+    /// Directory of persistent state.
+    #[arg(long, default_value = "/var/lib/plumb")]
+    root: PathBuf,
+    /// Directory of namespace files, sandbox files and the socket.
+    #[arg(long, default_value = "/run/plumb")]
+    run_dir: PathBuf,
+    /// API socket (default <run-dir>/plumb.sock).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// State store: "local" (embedded redb file under --root).
+    #[arg(long, default_value = "local")]
+    store: String,
+    /// Upstream DNS servers for sandboxes (default: the host's resolv.conf).
+    #[arg(long)]
+    dns: Vec<IpAddr>,
+    /// Pools for networks created without a subnet: base=CIDR,size=N (repeatable).
+    #[arg(long = "default-address-pool")]
+    default_address_pool: Vec<String>,
+    /// Bridge name of the predefined `bridge` network.
+    #[arg(long, default_value = plumb_core::controller::DEFAULT_BRIDGE)]
+    default_bridge: String,
+    /// The host's resolv.conf.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
+    /// Log level (error, warn, info, debug, trace).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log_level)
+                .context("invalid --log-level")?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    if args.store != "local" {
+        bail!(
+            "--store {:?}: only the embedded store (\"local\") is available in this build",
+            args.store
+        );
+    }
+    let mut pools = Vec::new();
+    for p in &args.default_address_pool {
+        pools.push(DefaultPool::parse(p)?);
+    }
+    if pools.is_empty() {
+        pools = plumb_core::ipam::docker_default_pools();
+    }
+    std::fs::create_dir_all(&args.root)
+        .with_context(|| format!("creating {}", args.root.display()))?;
+    std::fs::create_dir_all(&args.run_dir)
+        .with_context(|| format!("creating {}", args.run_dir.display()))?;
+    let socket = args
+        .socket
+        .clone()
+        .unwrap_or_else(|| args.run_dir.join("plumb.sock"));
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        bail!("another plumbd is serving {}", socket.display());
+    }
+
+    let store = Arc::new(plumb_store::RedbStore::open(&args.root.join("state.redb"))?);
+    sysctl::set(None, "net.ipv4.ip_forward", "1").await?;
+    if let Err(e) = sysctl::set(None, "net.ipv6.conf.all.forwarding", "1").await {
+        tracing::warn!(error = %e, "IPv6 forwarding not enabled");
+    }
+    tokio::task::spawn_blocking(nft::load_tables).await??;
+
+    let mut resolv = std::fs::read_to_string(&args.resolv_conf)
+        .map(|t| ResolvConf::parse(&t))
+        .unwrap_or_default();
+    if !args.dns.is_empty() {
+        resolv.nameservers = args.dns.clone();
+    }
+    let ns = Arc::new(Namespaces::new().await?);
+    let os = Arc::new(LinuxSandboxOs::new(&args.run_dir, ns.clone(), resolv).await?);
+    let drivers: Vec<Arc<dyn plumb_core::driver::NetworkDriver>> = vec![
+        Arc::new(BridgeDriver::new(ns.clone())),
+        Arc::new(PassiveDriver::host()),
+        Arc::new(PassiveDriver::null()),
+    ];
+    let config = Config {
+        default_pools: pools,
+        default_bridge: args.default_bridge.clone(),
+    };
+    let ctl = Arc::new(Controller::new(config, store, os, drivers).await?);
+
+    let _ = std::fs::remove_file(&socket);
+    let listener = tokio::net::UnixListener::bind(&socket)
+        .with_context(|| format!("binding {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))?;
+    if let Ok(Some(g)) = nix::unistd::Group::from_name("plumb") {
+        let _ = nix::unistd::chown(&socket, None, Some(g.gid));
+    }
+    tracing::info!(socket = %socket.display(), "plumbd ready");
+    plumb_api::serve(listener, ctl, shutdown_signal()).await?;
+    tracing::info!("plumbd stopped; kernel state left in place");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
