@@ -1,0 +1,63 @@
+//! plumb: drives plumbd over its socket (networks, sandboxes) and runs commands inside
+//! sandboxes.
+
+mod client;
+mod exec;
+mod network;
+mod sandbox;
+mod table;
+
+use clap::{Parser, Subcommand};
+use client::Client;
+
+/// Command-line interface.
+#[derive(Parser, Debug)]
+#[command(name = "plumb", version, about = "Container networking, CNM style")]
+struct Cli {
+    /// plumbd socket (unix:///path).
+    #[arg(short = 'H', long = "host", env = "PLUMB_HOST", default_value = "unix:///run/plumb/plumb.sock", global = true)]
+    host: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(network::NetworkCmd),
+    /// Manage sandboxes.
+    #[command(subcommand)]
+    Sandbox(sandbox::SandboxCmd),
+    /// Run a command inside an existing sandbox.
+    Exec(exec::ExecArgs),
+    /// Run a command in a new sandbox connected to networks; remove the sandbox after.
+    Run(exec::RunArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("plumb: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = rt.block_on(async {
+        let client = Client::new(&cli.host)?;
+        match cli.cmd {
+            Cmd::Network(c) => network::run(&client, c).await.map(|_| 0),
+            Cmd::Sandbox(c) => sandbox::run(&client, c).await.map(|_| 0),
+            Cmd::Exec(a) => exec::exec(&client, a).await,
+            Cmd::Run(a) => exec::run(&client, a).await,
+        }
+    });
+    match code {
+        Ok(c) => std::process::exit(c),
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}

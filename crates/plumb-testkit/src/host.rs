@@ -1,0 +1,316 @@
+//! [`TestHost`]: a network namespace running plumbd, torn down on drop.
+
+use crate::sweep::{kill_in_netns, unmount_under};
+use crate::{bin_dir, unique_tag, NS_PREFIX, TEST_ROOT};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+static SWEEP: Once = Once::new();
+
+/// What a command printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct CmdOutput {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl CmdOutput {
+    /// True when the command exited 0.
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+}
+
+fn run(cmd: &mut Command) -> CmdOutput {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    CmdOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `ip` with `args` in the machine's namespace (only for creating and deleting the
+/// test's own namespaces and moving links into them).
+fn ip(args: &[&str]) {
+    let o = run(Command::new("ip").args(args));
+    assert!(o.ok(), "ip {}: {}", args.join(" "), o.stderr);
+}
+
+/// A throwaway host: a network namespace with plumbd running inside.
+pub struct TestHost {
+    /// Name of the host's network namespace (under /run/netns).
+    pub ns: String,
+    /// The host's directory (root, run dir, socket, logs).
+    pub dir: PathBuf,
+    /// plumbd's API socket.
+    pub socket: PathBuf,
+    daemon: Option<Child>,
+    bins: PathBuf,
+    extra_ns: Vec<String>,
+    daemon_args: Vec<String>,
+}
+
+impl TestHost {
+    /// Creates the namespace (loopback up) and the directory; plumbd is not started yet.
+    pub fn new() -> Self {
+        SWEEP.call_once(crate::sweep);
+        let tag = unique_tag();
+        let ns = format!("{NS_PREFIX}{tag}");
+        let dir = PathBuf::from(TEST_ROOT).join(&tag);
+        std::fs::create_dir_all(&dir).unwrap();
+        ip(&["netns", "add", &ns]);
+        let host = TestHost {
+            socket: dir.join("plumb.sock"),
+            ns,
+            dir,
+            daemon: None,
+            bins: bin_dir(),
+            extra_ns: Vec::new(),
+            daemon_args: Vec::new(),
+        };
+        host.sh("ip link set lo up");
+        // Upstream DNS of this host: a TEST-NET address inside the test's own namespaces.
+        std::fs::write(
+            host.dir.join("resolv.conf"),
+            "nameserver 198.51.100.53\nsearch test.example\n",
+        )
+        .unwrap();
+        host
+    }
+
+    /// Creates a host and starts plumbd in it.
+    pub fn started() -> Self {
+        let mut h = Self::new();
+        h.start();
+        h
+    }
+
+    /// Extra plumbd flags for the next starts.
+    pub fn set_daemon_args(&mut self, args: &[&str]) {
+        self.daemon_args = args.iter().map(|s| s.to_string()).collect();
+    }
+
+    /// Starts plumbd in the host's namespace and waits until it answers.
+    pub fn start(&mut self) {
+        assert!(self.daemon.is_none(), "plumbd already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("plumbd.log"))
+            .unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.ns))
+            .arg(self.bins.join("plumbd"))
+            .arg("--root")
+            .arg(self.dir.join("root"))
+            .arg("--run-dir")
+            .arg(self.dir.join("run"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--resolv-conf")
+            .arg(self.dir.join("resolv.conf"))
+            .args(&self.daemon_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.daemon.as_mut().unwrap().try_wait().unwrap() {
+                panic!("plumbd exited ({st}) during start:\n{}", self.log());
+            }
+            if self.api("GET", "/_ping", None).0 == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "plumbd did not answer within 30 s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills plumbd with SIGKILL (a crash) and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops plumbd with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+
+    /// plumbd's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("plumbd.log")).unwrap_or_default()
+    }
+
+    /// Runs the plumb CLI against this host's plumbd.
+    pub fn plumb(&self, args: &[&str]) -> CmdOutput {
+        run(Command::new(self.bins.join("plumb"))
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket.display()))
+            .args(args))
+    }
+
+    /// Runs the CLI and returns stdout; panics with stderr when it fails.
+    pub fn plumb_ok(&self, args: &[&str]) -> String {
+        let o = self.plumb(args);
+        assert!(o.ok(), "plumb {} failed ({}): {}", args.join(" "), o.code, o.stderr);
+        o.stdout
+    }
+
+    /// Runs the CLI expecting failure; returns stderr.
+    pub fn plumb_err(&self, args: &[&str]) -> String {
+        let o = self.plumb(args);
+        assert!(!o.ok(), "plumb {} should have failed but printed: {}", args.join(" "), o.stdout);
+        o.stderr
+    }
+
+    /// Runs a shell command inside a sandbox (through `plumb exec`).
+    pub fn in_sandbox(&self, sandbox: &str, script: &str) -> CmdOutput {
+        self.plumb(&["exec", sandbox, "--", "sh", "-c", script])
+    }
+
+    /// Runs a shell command in the host's namespace.
+    pub fn sh(&self, script: &str) -> CmdOutput {
+        self.sh_in(&self.ns.clone(), script)
+    }
+
+    /// Runs a shell command in another of this test's namespaces.
+    pub fn sh_in(&self, ns: &str, script: &str) -> CmdOutput {
+        run(Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
+            .args(["sh", "-c", script]))
+    }
+
+    /// Adds an "outside world" namespace linked to the host by a veth: the host gets
+    /// 198.51.100.1/24 on `uplink` and a default route via the outside end, 198.51.100.2.
+    /// Returns the outside namespace's name.
+    pub fn add_outside(&mut self) -> String {
+        let out = format!("{}-o", self.ns);
+        ip(&["netns", "add", &out]);
+        self.extra_ns.push(out.clone());
+        let o = self.sh(&format!(
+            "ip link add uplink type veth peer name eth0 netns /run/netns/{out} && \
+             ip addr add 198.51.100.1/24 dev uplink && ip link set uplink up && \
+             ip route add default via 198.51.100.2"
+        ));
+        assert!(o.ok(), "uplink: {}", o.stderr);
+        let o = self.sh_in(
+            &out,
+            "ip link set lo up && ip addr add 198.51.100.2/24 dev eth0 && ip link set eth0 up",
+        );
+        assert!(o.ok(), "outside: {}", o.stderr);
+        out
+    }
+
+    /// One HTTP request to plumbd's socket: (status, JSON body or Null).
+    pub fn api(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let Ok(mut s) = UnixStream::connect(&self.socket) else {
+            return (0, Value::Null);
+        };
+        let data = body.map(|b| b.to_string()).unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: plumb\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{data}",
+            data.len()
+        );
+        if s.write_all(req.as_bytes()).is_err() {
+            return (0, Value::Null);
+        }
+        let mut resp = Vec::new();
+        if s.read_to_end(&mut resp).is_err() {
+            return (0, Value::Null);
+        }
+        parse_response(&resp)
+    }
+
+    /// The host's links (names), as `ip link` shows them.
+    pub fn links(&self) -> Vec<String> {
+        let o = self.sh("ip -o link show");
+        let mut v: Vec<String> = o
+            .stdout
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Default for TestHost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Parses an HTTP/1.1 response (Content-Length or chunked body).
+fn parse_response(resp: &[u8]) -> (u16, Value) {
+    let text = String::from_utf8_lossy(resp);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return (0, Value::Null);
+    };
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((len, tail)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+            if n == 0 || tail.len() < n {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            rest = tail[n..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        body.to_owned()
+    };
+    let v = serde_json::from_str(&body).unwrap_or(if body.is_empty() {
+        Value::Null
+    } else {
+        Value::String(body)
+    });
+    (status, v)
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        self.kill9();
+        for ns in std::iter::once(self.ns.clone()).chain(self.extra_ns.clone()) {
+            kill_in_netns(&ns);
+        }
+        unmount_under(&self.dir);
+        for ns in std::iter::once(self.ns.clone()).chain(self.extra_ns.drain(..)) {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,49 @@
+//! Helpers shared by the end-to-end scenarios.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub use plumb_testkit::TestHost;
+use serde_json::Value;
+
+/// A started host, or None (with a message) when the machine lacks root or tools outside CI.
+pub fn host() -> Option<TestHost> {
+    plumb_testkit::prerequisites().then(TestHost::started)
+}
+
+/// The inspect JSON of a sandbox.
+pub fn sandbox(h: &TestHost, name: &str) -> Value {
+    let out = h.plumb_ok(&["sandbox", "inspect", name]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v[0].clone()
+}
+
+/// The IPv4 address (without prefix) of a sandbox's endpoint on `network`.
+pub fn ip_on(h: &TestHost, sandbox_name: &str, network: &str) -> String {
+    let sb = sandbox(h, sandbox_name);
+    let ep = sb["Endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["Network"] == network)
+        .unwrap_or_else(|| panic!("{sandbox_name} has no endpoint on {network}: {sb}"));
+    ep["IPv4Address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// True when `from` can ping `ip` (one echo, one second).
+pub fn can_ping(h: &TestHost, from: &str, ip: &str) -> bool {
+    h.in_sandbox(from, &format!("ping -c1 -W1 {ip} >/dev/null 2>&1"))
+        .ok()
+}
+
+/// The network inspect JSON.
+pub fn network(h: &TestHost, name: &str) -> Value {
+    let out = h.plumb_ok(&["network", "inspect", name]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v[0].clone()
+}
