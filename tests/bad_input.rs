@@ -7,7 +7,15 @@ use plumb_e2e::host;
 #[test]
 fn errors_are_clear_and_change_nothing() {
     let Some(h) = host() else { return };
-    h.plumb_ok(&["network", "create", "--subnet", "10.5.0.0/24", "--ip-range", "10.5.0.0/30", "taken"]);
+    h.plumb_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.5.0.0/24",
+        "--ip-range",
+        "10.5.0.0/30",
+        "taken",
+    ]);
     h.plumb_ok(&["sandbox", "create", "s"]);
     h.plumb_ok(&["sandbox", "create", "t"]);
     h.plumb_ok(&["network", "connect", "--ip", "10.5.0.10", "taken", "s"]);
@@ -24,39 +32,127 @@ fn errors_are_clear_and_change_nothing() {
     let before = state(&h);
     let cases: &[(&[&str], &str)] = &[
         (&["network", "inspect", "nope"], "network nope not found"),
-        (&["network", "connect", "nope", "s"], "network nope not found"),
-        (&["network", "connect", "taken", "ghost"], "sandbox ghost not found"),
-        (&["network", "create", "taken"], "network with name taken already exists"),
-        (&["network", "create", "--subnet", "10.5.0.128/25", "other"], "overlaps with network taken"),
-        (&["network", "connect", "--ip", "10.5.0.10", "taken", "t"], "10.5.0.10 is already in use in network taken (by endpoint s)"),
-        (&["network", "connect", "--ip", "10.5.0.1", "taken", "t"], "by the gateway"),
-        (&["network", "connect", "--ip", "10.6.0.1", "taken", "t"], "not in any subnet"),
-        (&["network", "connect", "taken", "s"], "already attached to network taken"),
+        (
+            &["network", "connect", "nope", "s"],
+            "network nope not found",
+        ),
+        (
+            &["network", "connect", "taken", "ghost"],
+            "sandbox ghost not found",
+        ),
+        (
+            &["network", "create", "taken"],
+            "network with name taken already exists",
+        ),
+        (
+            &["network", "create", "--subnet", "10.5.0.128/25", "other"],
+            "overlaps with network taken",
+        ),
+        (
+            &["network", "connect", "--ip", "10.5.0.10", "taken", "t"],
+            "10.5.0.10 is already in use in network taken (by endpoint s)",
+        ),
+        (
+            &["network", "connect", "--ip", "10.5.0.1", "taken", "t"],
+            "by the gateway",
+        ),
+        (
+            &["network", "connect", "--ip", "10.6.0.1", "taken", "t"],
+            "not in any subnet",
+        ),
+        (
+            &["network", "connect", "taken", "s"],
+            "already attached to network taken",
+        ),
         (&["network", "rm", "taken"], "has active endpoints (s)"),
         (&["network", "rm", "bridge"], "pre-defined network"),
         (&["network", "create", "host"], "pre-defined network"),
-        (&["network", "create", "--subnet", "10.300.0.0/24", "bad"], "Subnet"),
-        (&["network", "create", "--subnet", "10.8.0.0/24", "--gateway", "10.9.0.1", "bad"], "--gateway 10.9.0.1: no --subnet contains it"),
-        (&["network", "create", "--subnet", "10.8.0.1/24", "bad"], "host bits set"),
-        (&["network", "create", "-o", "com.docker.network.driver.mtu=9", "bad"], "com.docker.network.driver.mtu"),
-        (&["network", "create", "-o", "com.docker.network.bridge.bogus=1", "bad"], "com.docker.network.bridge.bogus is not supported"),
-        (&["network", "create", "-o", "com.docker.network.bridge.name=this-name-is-too-long", "bad"], "interface name"),
-        (&["network", "create", "-d", "warp", "bad"], "driver warp not found"),
+        (
+            &["network", "create", "--subnet", "10.300.0.0/24", "bad"],
+            "Subnet",
+        ),
+        (
+            &[
+                "network",
+                "create",
+                "--subnet",
+                "10.8.0.0/24",
+                "--gateway",
+                "10.9.0.1",
+                "bad",
+            ],
+            "--gateway 10.9.0.1: no --subnet contains it",
+        ),
+        (
+            &["network", "create", "--subnet", "10.8.0.1/24", "bad"],
+            "host bits set",
+        ),
+        (
+            &[
+                "network",
+                "create",
+                "-o",
+                "com.docker.network.driver.mtu=9",
+                "bad",
+            ],
+            "com.docker.network.driver.mtu",
+        ),
+        (
+            &[
+                "network",
+                "create",
+                "-o",
+                "com.docker.network.bridge.bogus=1",
+                "bad",
+            ],
+            "com.docker.network.bridge.bogus is not supported",
+        ),
+        (
+            &[
+                "network",
+                "create",
+                "-o",
+                "com.docker.network.bridge.name=this-name-is-too-long",
+                "bad",
+            ],
+            "interface name",
+        ),
+        (
+            &["network", "create", "-d", "warp", "bad"],
+            "driver warp not found",
+        ),
         (&["network", "create", "bad name"], "not a valid name"),
-        (&["network", "create", "--subnet", "fd00::/64", "bad"], "IPv6 is not enabled"),
-        (&["sandbox", "create", "s"], "sandbox with name s already exists"),
+        (
+            &["network", "create", "--subnet", "fd00::/64", "bad"],
+            "IPv6 is not enabled",
+        ),
+        (
+            &["sandbox", "create", "s"],
+            "sandbox with name s already exists",
+        ),
         (&["sandbox", "create", "--", "-bad"], "not a valid name"),
         (&["network", "connect", "host", "t"], "host mode"),
-        (&["network", "disconnect", "taken", "t"], "not connected to network taken"),
+        (
+            &["network", "disconnect", "taken", "t"],
+            "not connected to network taken",
+        ),
     ];
     for (args, want) in cases {
         let err = h.plumb_err(args);
-        assert!(err.contains(want), "plumb {}: expected {want:?} in {err:?}", args.join(" "));
+        assert!(
+            err.contains(want),
+            "plumb {}: expected {want:?} in {err:?}",
+            args.join(" ")
+        );
     }
     assert_eq!(state(&h), before, "failed requests changed nothing");
 
     // The API answers malformed bodies with 400 and a message.
-    let (st, v) = h.api("POST", "/networks/create", Some(&serde_json::json!({"Name": 5})));
+    let (st, v) = h.api(
+        "POST",
+        "/networks/create",
+        Some(&serde_json::json!({"Name": 5})),
+    );
     assert_eq!(st, 400, "{v}");
     assert!(v["message"].as_str().unwrap().contains("invalid JSON"));
     let (st, _) = h.api("GET", "/v1.47/networks/taken", None);

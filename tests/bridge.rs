@@ -16,18 +16,34 @@ fn same_network_talks_other_network_is_isolated() {
     h.plumb_ok(&["network", "connect", "front", "a"]);
     h.plumb_ok(&["network", "connect", "front", "b"]);
     h.plumb_ok(&["network", "connect", "back", "c"]);
-    let (a, b, c) = (ip_on(&h, "a", "front"), ip_on(&h, "b", "front"), ip_on(&h, "c", "back"));
+    let (a, b, c) = (
+        ip_on(&h, "a", "front"),
+        ip_on(&h, "b", "front"),
+        ip_on(&h, "c", "back"),
+    );
     assert!(can_ping(&h, "a", &b), "a -> b on the same network");
     assert!(can_ping(&h, "b", &a), "b -> a on the same network");
-    assert!(!can_ping(&h, "c", &a), "c on another network must not reach a");
-    assert!(!can_ping(&h, "a", &c), "a must not reach c on another network");
+    assert!(
+        !can_ping(&h, "c", &a),
+        "c on another network must not reach a"
+    );
+    assert!(
+        !can_ping(&h, "a", &c),
+        "a must not reach c on another network"
+    );
     // The gateway of one's own network answers.
-    let gw = network(&h, "front")["IPAM"]["Config"][0]["Gateway"].as_str().unwrap().to_owned();
+    let gw = network(&h, "front")["IPAM"]["Config"][0]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(can_ping(&h, "a", &gw));
     // A sandbox joined to both networks reaches both.
     h.plumb_ok(&["network", "connect", "back", "b"]);
     assert!(can_ping(&h, "b", &c), "b joined both networks");
-    assert!(!can_ping(&h, "a", &c), "joining b to back must not open front to back");
+    assert!(
+        !can_ping(&h, "a", &c),
+        "joining b to back must not open front to back"
+    );
 }
 
 #[test]
@@ -41,12 +57,24 @@ fn egress_is_masqueraded_and_internal_networks_have_none() {
     h.plumb_ok(&["network", "connect", "open", "o"]);
     h.plumb_ok(&["network", "connect", "closed", "i"]);
     // The outside has no route to container subnets: a reply proves masquerade.
-    assert!(can_ping(&h, "o", "198.51.100.2"), "egress from a normal network");
+    assert!(
+        can_ping(&h, "o", "198.51.100.2"),
+        "egress from a normal network"
+    );
     let seen = h.sh_in(&outside, "ip route").stdout;
-    assert!(!seen.contains("172."), "outside must not know container routes: {seen}");
-    assert!(!can_ping(&h, "i", "198.51.100.2"), "internal network must have no egress");
+    assert!(
+        !seen.contains("172."),
+        "outside must not know container routes: {seen}"
+    );
+    assert!(
+        !can_ping(&h, "i", "198.51.100.2"),
+        "internal network must have no egress"
+    );
     let routes = h.in_sandbox("i", "ip route").stdout;
-    assert!(!routes.contains("default"), "internal network gives no default route: {routes}");
+    assert!(
+        !routes.contains("default"),
+        "internal network gives no default route: {routes}"
+    );
     // Internal sandboxes still talk among themselves.
     h.plumb_ok(&["sandbox", "create", "i2"]);
     h.plumb_ok(&["network", "connect", "closed", "i2"]);
@@ -57,15 +85,28 @@ fn egress_is_masqueraded_and_internal_networks_have_none() {
 fn icc_off_isolates_ports_but_not_the_gateway() {
     let Some(h) = host() else { return };
     h.plumb_ok(&[
-        "network", "create", "--subnet", "10.77.0.0/24", "-o",
-        "com.docker.network.bridge.enable_icc=false", "-o", "com.docker.network.driver.mtu=1400", "quiet",
+        "network",
+        "create",
+        "--subnet",
+        "10.77.0.0/24",
+        "-o",
+        "com.docker.network.bridge.enable_icc=false",
+        "-o",
+        "com.docker.network.driver.mtu=1400",
+        "quiet",
     ]);
     h.plumb_ok(&["sandbox", "create", "x"]);
     h.plumb_ok(&["sandbox", "create", "y"]);
     h.plumb_ok(&["network", "connect", "quiet", "x"]);
     h.plumb_ok(&["network", "connect", "quiet", "y"]);
-    assert!(!can_ping(&h, "x", &ip_on(&h, "y", "quiet")), "ICC off: no container to container");
-    assert!(can_ping(&h, "x", "10.77.0.1"), "ICC off still reaches the gateway");
+    assert!(
+        !can_ping(&h, "x", &ip_on(&h, "y", "quiet")),
+        "ICC off: no container to container"
+    );
+    assert!(
+        can_ping(&h, "x", "10.77.0.1"),
+        "ICC off still reaches the gateway"
+    );
     let mtu = h.in_sandbox("x", "cat /sys/class/net/eth0/mtu").stdout;
     assert_eq!(mtu.trim(), "1400");
 }
@@ -73,16 +114,32 @@ fn icc_off_isolates_ports_but_not_the_gateway() {
 #[test]
 fn ipv6_dual_stack() {
     let Some(h) = host() else { return };
-    h.plumb_ok(&["network", "create", "--ipv6", "--subnet", "fd42:1::/64", "--subnet", "10.66.0.0/24", "six"]);
+    h.plumb_ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd42:1::/64",
+        "--subnet",
+        "10.66.0.0/24",
+        "six",
+    ]);
     h.plumb_ok(&["sandbox", "create", "p"]);
     h.plumb_ok(&["sandbox", "create", "q"]);
     h.plumb_ok(&["network", "connect", "six", "p"]);
     h.plumb_ok(&["network", "connect", "--ip6", "fd42:1::99", "six", "q"]);
     let q = sandbox(&h, "q");
     assert_eq!(q["Endpoints"][0]["IPv6Address"], "fd42:1::99/64");
-    assert!(h.in_sandbox("p", "ping -6 -c1 -W2 fd42:1::99 >/dev/null").ok(), "IPv6 between sandboxes");
+    assert!(
+        h.in_sandbox("p", "ping -6 -c1 -W2 fd42:1::99 >/dev/null")
+            .ok(),
+        "IPv6 between sandboxes"
+    );
     let r = h.in_sandbox("p", "ip -6 route show default").stdout;
-    assert!(r.contains("fd42:1::1"), "IPv6 default route via the gateway: {r}");
+    assert!(
+        r.contains("fd42:1::1"),
+        "IPv6 default route via the gateway: {r}"
+    );
 }
 
 #[test]
@@ -96,7 +153,15 @@ fn connect_and_disconnect_while_a_process_runs() {
     h.plumb_ok(&["network", "connect", "n2", "peer"]);
     // A long-lived process inside the sandbox, started before the new connection.
     let mut live = std::process::Command::new(plumb_testkit::bin_dir().join("plumb"))
-        .args(["-H", &format!("unix://{}", h.socket.display()), "exec", "app", "--", "sleep", "60"])
+        .args([
+            "-H",
+            &format!("unix://{}", h.socket.display()),
+            "exec",
+            "app",
+            "--",
+            "sleep",
+            "60",
+        ])
         .spawn()
         .unwrap();
     let peer = ip_on(&h, "peer", "n2");
@@ -108,8 +173,14 @@ fn connect_and_disconnect_while_a_process_runs() {
     h.plumb_ok(&["network", "disconnect", "n2", "app"]);
     assert!(!can_ping(&h, "app", &peer), "unreachable after disconnect");
     let links = h.in_sandbox("app", "ip -o addr show").stdout;
-    assert!(!links.contains("eth1"), "eth1 gone after disconnect: {links}");
-    assert!(live.try_wait().unwrap().is_none(), "the process kept running throughout");
+    assert!(
+        !links.contains("eth1"),
+        "eth1 gone after disconnect: {links}"
+    );
+    assert!(
+        live.try_wait().unwrap().is_none(),
+        "the process kept running throughout"
+    );
     // Connect again: the interface name is reused at once.
     h.plumb_ok(&["network", "connect", "n2", "app"]);
     assert!(can_ping(&h, "app", &peer));
@@ -129,5 +200,8 @@ fn default_route_follows_gateway_priority_and_moves_on_leave() {
     assert!(r.contains("via 10.1.0.1"), "highest priority wins: {r}");
     h.plumb_ok(&["network", "disconnect", "alpha", "s"]);
     let r = h.in_sandbox("s", "ip route show default").stdout;
-    assert!(r.contains("via 10.2.0.1"), "gateway moves to the remaining endpoint: {r}");
+    assert!(
+        r.contains("via 10.2.0.1"),
+        "gateway moves to the remaining endpoint: {r}"
+    );
 }

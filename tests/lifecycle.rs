@@ -19,15 +19,31 @@ fn kill9_and_restart_keeps_state_and_connectivity() {
     let k2 = ip_on(&h, "k2", "keep");
     h.kill9();
     // The kernel keeps working without the daemon.
-    assert!(h.sh(&format!("ls {}/run/netns | wc -l", h.dir.display())).stdout.trim() == "2");
+    assert!(
+        h.sh(&format!("ls {}/run/netns | wc -l", h.dir.display()))
+            .stdout
+            .trim()
+            == "2"
+    );
     h.start();
-    assert_eq!(network(&h, "keep"), before, "network state survives kill -9");
+    assert_eq!(
+        network(&h, "keep"),
+        before,
+        "network state survives kill -9"
+    );
     assert!(can_ping(&h, "k1", &k2), "connectivity intact after restart");
     // The allocator remembers: a new endpoint gets a fresh address.
     h.plumb_ok(&["sandbox", "create", "k3"]);
     h.plumb_ok(&["network", "connect", "keep", "k3"]);
-    let ips: HashSet<String> = ["k1", "k2", "k3"].iter().map(|s| ip_on(&h, s, "keep")).collect();
-    assert_eq!(ips.len(), 3, "no address handed out twice after restart: {ips:?}");
+    let ips: HashSet<String> = ["k1", "k2", "k3"]
+        .iter()
+        .map(|s| ip_on(&h, s, "keep"))
+        .collect();
+    assert_eq!(
+        ips.len(),
+        3,
+        "no address handed out twice after restart: {ips:?}"
+    );
     assert!(can_ping(&h, "k3", &k2));
 }
 
@@ -46,8 +62,14 @@ fn restart_repairs_a_deleted_veth_and_sweeps_leftovers() {
     h.start();
     let f2 = ip_on(&h, "f2", "fix");
     let f1 = ip_on(&h, "f1", "fix");
-    assert!(can_ping(&h, "f1", &f2) && can_ping(&h, "f2", &f1), "both endpoints plumbed again");
-    assert!(!h.links().contains(&"br-deadbeef000".to_owned()), "leftover bridge swept");
+    assert!(
+        can_ping(&h, "f1", &f2) && can_ping(&h, "f2", &f1),
+        "both endpoints plumbed again"
+    );
+    assert!(
+        !h.links().contains(&"br-deadbeef000".to_owned()),
+        "leftover bridge swept"
+    );
 }
 
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
@@ -65,8 +87,22 @@ fn deleting_everything_leaves_nothing_behind() {
     let links_before = h.links();
     let addrs_before = h.sh("ip -o addr show").stdout.lines().count();
     let nft_before = h.sh("nft list table inet plumb").stdout;
-    h.plumb_ok(&["network", "create", "-o", "com.docker.network.bridge.enable_icc=false", "t1"]);
-    h.plumb_ok(&["network", "create", "--internal", "--ipv6", "--subnet", "fd00:77::/64", "t2"]);
+    h.plumb_ok(&[
+        "network",
+        "create",
+        "-o",
+        "com.docker.network.bridge.enable_icc=false",
+        "t1",
+    ]);
+    h.plumb_ok(&[
+        "network",
+        "create",
+        "--internal",
+        "--ipv6",
+        "--subnet",
+        "fd00:77::/64",
+        "t2",
+    ]);
     for s in ["s1", "s2"] {
         h.plumb_ok(&["sandbox", "create", s]);
         h.plumb_ok(&["network", "connect", "t1", s]);
@@ -77,10 +113,29 @@ fn deleting_everything_leaves_nothing_behind() {
     h.plumb_ok(&["network", "rm", "t1", "t2"]);
     wait_for("all links removed", || h.links() == links_before);
     assert_eq!(h.sh("ip -o addr show").stdout.lines().count(), addrs_before);
-    assert_eq!(h.sh("nft list table inet plumb").stdout, nft_before, "no nft element left");
-    let ls = h.sh(&format!("ls {0}/run/netns {0}/run/sandboxes", h.dir.display())).stdout;
-    assert_eq!(ls.lines().filter(|l| !l.is_empty() && !l.ends_with(':')).count(), 0, "{ls}");
-    assert_eq!(h.plumb_ok(&["sandbox", "ls"]).lines().count(), 1, "only the header");
+    assert_eq!(
+        h.sh("nft list table inet plumb").stdout,
+        nft_before,
+        "no nft element left"
+    );
+    let ls = h
+        .sh(&format!(
+            "ls {0}/run/netns {0}/run/sandboxes",
+            h.dir.display()
+        ))
+        .stdout;
+    assert_eq!(
+        ls.lines()
+            .filter(|l| !l.is_empty() && !l.ends_with(':'))
+            .count(),
+        0,
+        "{ls}"
+    );
+    assert_eq!(
+        h.plumb_ok(&["sandbox", "ls"]).lines().count(),
+        1,
+        "only the header"
+    );
 }
 
 #[test]
@@ -88,7 +143,11 @@ fn two_hundred_concurrent_connects_get_distinct_addresses() {
     let Some(h) = host() else { return };
     h.plumb_ok(&["network", "create", "--subnet", "10.200.0.0/24", "busy"]);
     for i in 0..200 {
-        let (st, _) = h.api("POST", "/plumb/v1/sandboxes", Some(&json!({"Name": format!("c{i}")})));
+        let (st, _) = h.api(
+            "POST",
+            "/plumb/v1/sandboxes",
+            Some(&json!({"Name": format!("c{i}")})),
+        );
         assert_eq!(st, 201);
     }
     std::thread::scope(|s| {
@@ -96,7 +155,11 @@ fn two_hundred_concurrent_connects_get_distinct_addresses() {
             let h = &h;
             s.spawn(move || {
                 for i in (t..200).step_by(8) {
-                    let (st, v) = h.api("POST", "/networks/busy/connect", Some(&json!({"Container": format!("c{i}")})));
+                    let (st, v) = h.api(
+                        "POST",
+                        "/networks/busy/connect",
+                        Some(&json!({"Container": format!("c{i}")})),
+                    );
                     assert_eq!(st, 200, "connect c{i}: {v}");
                 }
             });
@@ -110,13 +173,32 @@ fn two_hundred_concurrent_connects_get_distinct_addresses() {
         .map(|c| c["IPv4Address"].as_str().unwrap())
         .collect();
     assert_eq!(ips.len(), 200, "200 distinct addresses");
-    assert!(!ips.contains("10.200.0.1/24"), "the gateway is never handed out");
+    assert!(
+        !ips.contains("10.200.0.1/24"),
+        "the gateway is never handed out"
+    );
     // Disconnect half, connect them again: still all distinct.
     for i in 0..100 {
-        assert_eq!(h.api("POST", "/networks/busy/disconnect", Some(&json!({"Container": format!("c{i}")}))).0, 200);
+        assert_eq!(
+            h.api(
+                "POST",
+                "/networks/busy/disconnect",
+                Some(&json!({"Container": format!("c{i}")}))
+            )
+            .0,
+            200
+        );
     }
     for i in 0..50 {
-        assert_eq!(h.api("POST", "/networks/busy/connect", Some(&json!({"Container": format!("c{i}")}))).0, 200);
+        assert_eq!(
+            h.api(
+                "POST",
+                "/networks/busy/connect",
+                Some(&json!({"Container": format!("c{i}")}))
+            )
+            .0,
+            200
+        );
     }
     let net = network(&h, "busy");
     let ips: HashSet<&str> = net["Containers"]
@@ -133,24 +215,67 @@ fn exec_sees_the_sandbox_files_and_run_cleans_up() {
     let Some(h) = host() else { return };
     h.plumb_ok(&["network", "create", "--subnet", "10.44.0.0/24", "web"]);
     h.plumb_ok(&[
-        "sandbox", "create", "--hostname", "box1", "--dns", "192.0.2.53", "--dns-search", "corp.example",
-        "--add-host", "db.local:10.44.0.9", "box",
+        "sandbox",
+        "create",
+        "--hostname",
+        "box1",
+        "--dns",
+        "192.0.2.53",
+        "--dns-search",
+        "corp.example",
+        "--add-host",
+        "db.local:10.44.0.9",
+        "box",
     ]);
     h.plumb_ok(&["network", "connect", "--ip", "10.44.0.7", "web", "box"]);
-    let out = h.in_sandbox("box", "hostname; cat /etc/resolv.conf; cat /etc/hosts").stdout;
+    let out = h
+        .in_sandbox("box", "hostname; cat /etc/resolv.conf; cat /etc/hosts")
+        .stdout;
     assert!(out.starts_with("box1\n"), "{out}");
-    assert!(out.contains("nameserver 192.0.2.53") && out.contains("search corp.example"), "{out}");
-    assert!(out.contains("10.44.0.7\tbox1") && out.contains("10.44.0.9\tdb.local"), "{out}");
+    assert!(
+        out.contains("nameserver 192.0.2.53") && out.contains("search corp.example"),
+        "{out}"
+    );
+    assert!(
+        out.contains("10.44.0.7\tbox1") && out.contains("10.44.0.9\tdb.local"),
+        "{out}"
+    );
     // The host's own files are untouched.
-    assert!(!std::fs::read_to_string("/etc/hosts").unwrap().contains("box1"));
+    assert!(!std::fs::read_to_string("/etc/hosts")
+        .unwrap()
+        .contains("box1"));
 
-    let run = h.plumb(&["run", "--name", "once", "--network", "web", "--ip", "10.44.0.20", "--", "sh", "-c", "ip -o addr show eth0; exit 3"]);
-    assert_eq!(run.code, 3, "run returns the command's exit code: {}", run.stderr);
+    let run = h.plumb(&[
+        "run",
+        "--name",
+        "once",
+        "--network",
+        "web",
+        "--ip",
+        "10.44.0.20",
+        "--",
+        "sh",
+        "-c",
+        "ip -o addr show eth0; exit 3",
+    ]);
+    assert_eq!(
+        run.code, 3,
+        "run returns the command's exit code: {}",
+        run.stderr
+    );
     assert!(run.stdout.contains("10.44.0.20/24"), "{}", run.stdout);
-    assert!(h.plumb(&["sandbox", "inspect", "once"]).code != 0, "run removed its sandbox");
+    assert!(
+        h.plumb(&["sandbox", "inspect", "once"]).code != 0,
+        "run removed its sandbox"
+    );
     let none = h.plumb_ok(&["run", "--network", "none", "--", "ip", "-o", "link", "show"]);
     assert_eq!(none.lines().count(), 1, "none: loopback only: {none}");
     let hostnet = h.plumb_ok(&["run", "--network", "host", "--", "ip", "-o", "link", "show"]);
-    assert!(hostnet.contains("plumb0"), "host mode sees the host's links: {hostnet}");
-    assert!(sandbox(&h, "box")["Endpoints"][0]["IsGateway"].as_bool().unwrap());
+    assert!(
+        hostnet.contains("plumb0"),
+        "host mode sees the host's links: {hostnet}"
+    );
+    assert!(sandbox(&h, "box")["Endpoints"][0]["IsGateway"]
+        .as_bool()
+        .unwrap());
 }

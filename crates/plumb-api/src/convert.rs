@@ -27,7 +27,12 @@ fn cidr(field: &str, v: &str) -> Result<Option<ipnet::IpNet>, ApiError> {
 
 /// Builds a network spec from `POST /networks/create`.
 pub fn network_spec(req: NetworkCreate) -> Result<NetworkSpec, ApiError> {
-    if req.config_only || req.config_from.as_ref().is_some_and(|c| !c.network.is_empty()) {
+    if req.config_only
+        || req
+            .config_from
+            .as_ref()
+            .is_some_and(|c| !c.network.is_empty())
+    {
         return Err(ApiError::bad_request(
             "ConfigOnly and ConfigFrom networks are not supported by plumb",
         ));
@@ -52,8 +57,12 @@ pub fn network_spec(req: NetworkCreate) -> Result<NetworkSpec, ApiError> {
         let f = |n: &str| format!("IPAM.Config[{i}].{n}");
         let mut aux = std::collections::BTreeMap::new();
         for (name, v) in c.aux.unwrap_or_default() {
-            let a = ip(&f("AuxiliaryAddresses"), &v)?
-                .ok_or_else(|| ApiError::bad_request(format!("invalid {}: {name} has no address", f("AuxiliaryAddresses"))))?;
+            let a = ip(&f("AuxiliaryAddresses"), &v)?.ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "invalid {}: {name} has no address",
+                    f("AuxiliaryAddresses")
+                ))
+            })?;
             aux.insert(name, a);
         }
         pools.push(PoolRequest {
@@ -93,8 +102,14 @@ pub fn endpoint_spec(req: &Connect) -> Result<EndpointSpec, ApiError> {
     };
     Ok(EndpointSpec {
         name: String::new(),
-        ipv4: ip("IPAMConfig.IPv4Address", ipam.map(|i| i.ipv4.as_str()).unwrap_or(""))?,
-        ipv6: ip("IPAMConfig.IPv6Address", ipam.map(|i| i.ipv6.as_str()).unwrap_or(""))?,
+        ipv4: ip(
+            "IPAMConfig.IPv4Address",
+            ipam.map(|i| i.ipv4.as_str()).unwrap_or(""),
+        )?,
+        ipv6: ip(
+            "IPAMConfig.IPv6Address",
+            ipam.map(|i| i.ipv6.as_str()).unwrap_or(""),
+        )?,
         mac,
         aliases: cfg.and_then(|c| c.aliases.clone()).unwrap_or_default(),
         gw_priority: cfg.map(|c| c.gw_priority).unwrap_or(0),
@@ -113,8 +128,9 @@ pub fn sandbox_spec(req: SandboxCreate) -> Result<SandboxSpec, ApiError> {
         let (name, addr) = h.split_once(':').ok_or_else(|| {
             ApiError::bad_request(format!("invalid ExtraHosts: {h:?} is not name:ip"))
         })?;
-        let a = ip("ExtraHosts", addr)?
-            .ok_or_else(|| ApiError::bad_request(format!("invalid ExtraHosts: {h:?} is not name:ip")))?;
+        let a = ip("ExtraHosts", addr)?.ok_or_else(|| {
+            ApiError::bad_request(format!("invalid ExtraHosts: {h:?} is not name:ip"))
+        })?;
         extra.push((name.to_owned(), a));
     }
     Ok(SandboxSpec {

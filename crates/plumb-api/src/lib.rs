@@ -41,10 +41,16 @@ pub fn router(ctl: Arc<Controller>) -> Router {
         .route("/networks", get(networks::list))
         .route("/networks/create", post(networks::create))
         .route("/networks/prune", post(networks::prune))
-        .route("/networks/{id}", get(networks::inspect).delete(networks::delete))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::delete),
+        )
         .route("/networks/{id}/connect", post(networks::connect))
         .route("/networks/{id}/disconnect", post(networks::disconnect))
-        .route("/plumb/v1/sandboxes", get(sandboxes::list).post(sandboxes::create))
+        .route(
+            "/plumb/v1/sandboxes",
+            get(sandboxes::list).post(sandboxes::create),
+        )
         .route(
             "/plumb/v1/sandboxes/{id}",
             get(sandboxes::inspect).delete(sandboxes::delete),
@@ -66,7 +72,9 @@ fn strip_version(mut req: Request) -> Request {
         if let Some((ver, tail)) = rest.split_once('/') {
             let is_version = !ver.is_empty()
                 && ver.split('.').count() == 2
-                && ver.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+                && ver
+                    .split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
             if is_version {
                 let mut pq = format!("/{tail}");
                 if let Some(q) = req.uri().query() {
@@ -93,7 +101,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = tower::util::MapRequestLayer::new(strip_version).layer(router(ctl));
-    axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        axum::ServiceExt::<Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -16,7 +16,9 @@ use serde_json::{json, Value};
 pub async fn list(State(s): State<AppState>) -> Json<Value> {
     let nets = s.ctl.networks().await;
     Json(Value::Array(
-        nets.iter().map(|v| render::network_summary(&v.network)).collect(),
+        nets.iter()
+            .map(|v| render::network_summary(&v.network))
+            .collect(),
     ))
 }
 
@@ -30,10 +32,7 @@ pub async fn inspect(
 }
 
 /// `POST /networks/create`.
-pub async fn create(
-    State(s): State<AppState>,
-    body: Bytes,
-) -> Result<impl IntoResponse, ApiError> {
+pub async fn create(State(s): State<AppState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
     let req: NetworkCreate = parse_json(&body)?;
     let spec = convert::network_spec(req)?;
     let n = s.ctl.create_network(spec).await?;
@@ -60,7 +59,9 @@ pub async fn connect(
 ) -> Result<StatusCode, ApiError> {
     let req: Connect = parse_json(&body)?;
     if req.container.is_empty() {
-        return Err(ApiError::bad_request("invalid Container: a sandbox name or id is required"));
+        return Err(ApiError::bad_request(
+            "invalid Container: a sandbox name or id is required",
+        ));
     }
     let spec = convert::endpoint_spec(&req)?;
     s.ctl.connect(&id, &req.container, spec).await?;
@@ -75,7 +76,9 @@ pub async fn disconnect(
 ) -> Result<StatusCode, ApiError> {
     let req: Disconnect = parse_json(&body)?;
     if req.container.is_empty() {
-        return Err(ApiError::bad_request("invalid Container: a sandbox name or id is required"));
+        return Err(ApiError::bad_request(
+            "invalid Container: a sandbox name or id is required",
+        ));
     }
     s.ctl.disconnect(&id, &req.container).await?;
     Ok(StatusCode::OK)

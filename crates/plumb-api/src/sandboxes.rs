@@ -27,10 +27,7 @@ pub async fn inspect(
 }
 
 /// `POST /plumb/v1/sandboxes`.
-pub async fn create(
-    State(s): State<AppState>,
-    body: Bytes,
-) -> Result<impl IntoResponse, ApiError> {
+pub async fn create(State(s): State<AppState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
     let req: SandboxCreate = parse_json(&body)?;
     let spec = convert::sandbox_spec(req)?;
     let sb = s.ctl.create_sandbox(spec).await?;

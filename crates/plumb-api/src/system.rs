@@ -31,7 +31,10 @@ pub async fn ping() -> impl IntoResponse {
         HeaderValue::from_static("no-cache, no-store, must-revalidate"),
     );
     h.insert("Pragma", HeaderValue::from_static("no-cache"));
-    h.insert("Content-Type", HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(
+        "Content-Type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     (h, "OK")
 }
 

@@ -144,7 +144,14 @@ fn spawn_in(sb: &Value, cmd: &[String]) -> anyhow::Result<i32> {
                 return fail();
             }
             let null = std::ptr::null();
-            if libc::mount(null, root.as_ptr(), null, libc::MS_REC | libc::MS_SLAVE, null as _) != 0 {
+            if libc::mount(
+                null,
+                root.as_ptr(),
+                null,
+                libc::MS_REC | libc::MS_SLAVE,
+                null as _,
+            ) != 0
+            {
                 return fail();
             }
             let bind = |src: &CString, dst: &CString| {

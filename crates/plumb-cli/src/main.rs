@@ -15,7 +15,13 @@ use client::Client;
 #[command(name = "plumb", version, about = "Container networking, CNM style")]
 struct Cli {
     /// plumbd socket (unix:///path).
-    #[arg(short = 'H', long = "host", env = "PLUMB_HOST", default_value = "unix:///run/plumb/plumb.sock", global = true)]
+    #[arg(
+        short = 'H',
+        long = "host",
+        env = "PLUMB_HOST",
+        default_value = "unix:///run/plumb/plumb.sock",
+        global = true
+    )]
     host: String,
     #[command(subcommand)]
     cmd: Cmd,
@@ -37,7 +43,10 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("plumb: {e}");

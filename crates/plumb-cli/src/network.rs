@@ -146,25 +146,26 @@ fn ipam_config(a: &CreateArgs) -> anyhow::Result<Vec<Value>> {
             m
         })
         .collect();
-    let find = |configs: &mut Vec<Map<String, Value>>, ip: &str, what: &str| -> anyhow::Result<usize> {
-        let addr: std::net::IpAddr = ip
-            .split('/')
-            .next()
-            .unwrap_or(ip)
-            .parse()
-            .map_err(|_| anyhow::anyhow!("invalid {what} {ip:?}: not an IP address"))?;
-        for (i, c) in configs.iter().enumerate() {
-            let sub = c.get("Subnet").and_then(Value::as_str).unwrap_or("");
-            if let Some((net, len)) = sub.split_once('/') {
-                if let (Ok(n), Ok(l)) = (net.parse::<std::net::IpAddr>(), len.parse::<u32>()) {
-                    if contains(n, l, addr) {
-                        return Ok(i);
+    let find =
+        |configs: &mut Vec<Map<String, Value>>, ip: &str, what: &str| -> anyhow::Result<usize> {
+            let addr: std::net::IpAddr = ip
+                .split('/')
+                .next()
+                .unwrap_or(ip)
+                .parse()
+                .map_err(|_| anyhow::anyhow!("invalid {what} {ip:?}: not an IP address"))?;
+            for (i, c) in configs.iter().enumerate() {
+                let sub = c.get("Subnet").and_then(Value::as_str).unwrap_or("");
+                if let Some((net, len)) = sub.split_once('/') {
+                    if let (Ok(n), Ok(l)) = (net.parse::<std::net::IpAddr>(), len.parse::<u32>()) {
+                        if contains(n, l, addr) {
+                            return Ok(i);
+                        }
                     }
                 }
             }
-        }
-        bail!("invalid {what} {ip}: no --subnet contains it")
-    };
+            bail!("invalid {what} {ip}: no --subnet contains it")
+        };
     for g in &a.gateway {
         let i = find(&mut configs, g, "--gateway")?;
         configs[i].insert("Gateway".into(), json!(g));
@@ -195,7 +196,11 @@ fn contains(net: std::net::IpAddr, len: u32, ip: std::net::IpAddr) -> bool {
             u32::from(n) & mask == u32::from(a) & mask
         }
         (std::net::IpAddr::V6(n), std::net::IpAddr::V6(a)) if len <= 128 => {
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             u128::from(n) & mask == u128::from(a) & mask
         }
         _ => false,
@@ -249,14 +254,20 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> anyhow::Result<()> {
             }
             let mut out = Vec::new();
             for n in names {
-                out.push(c.ok(Method::GET, &format!("/networks/{}", seg(&n)), None).await?);
+                out.push(
+                    c.ok(Method::GET, &format!("/networks/{}", seg(&n)), None)
+                        .await?,
+                );
             }
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         NetworkCmd::Rm { names } => {
             let mut failed = false;
             for n in names {
-                match c.ok(Method::DELETE, &format!("/networks/{}", seg(&n)), None).await {
+                match c
+                    .ok(Method::DELETE, &format!("/networks/{}", seg(&n)), None)
+                    .await
+                {
                     Ok(_) => println!("{n}"),
                     Err(e) => {
                         eprintln!("Error: {e}");
@@ -278,8 +289,12 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> anyhow::Result<()> {
                     "GwPriority": a.gw_priority,
                 },
             });
-            c.ok(Method::POST, &format!("/networks/{}/connect", seg(&a.network)), Some(&body))
-                .await?;
+            c.ok(
+                Method::POST,
+                &format!("/networks/{}/connect", seg(&a.network)),
+                Some(&body),
+            )
+            .await?;
         }
         NetworkCmd::Disconnect {
             network,
@@ -287,8 +302,12 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> anyhow::Result<()> {
             force,
         } => {
             let body = json!({"Container": sandbox, "Force": force});
-            c.ok(Method::POST, &format!("/networks/{}/disconnect", seg(&network)), Some(&body))
-                .await?;
+            c.ok(
+                Method::POST,
+                &format!("/networks/{}/disconnect", seg(&network)),
+                Some(&body),
+            )
+            .await?;
         }
         NetworkCmd::Prune { .. } => {
             let v = c.ok(Method::POST, "/networks/prune", None).await?;

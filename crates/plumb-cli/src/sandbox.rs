@@ -71,21 +71,31 @@ pub async fn create(c: &Client, a: &CreateArgs) -> anyhow::Result<Value> {
         "DnsOptions": a.dns_option,
         "ExtraHosts": a.add_host,
     });
-    let v = c.ok(Method::POST, "/plumb/v1/sandboxes", Some(&body)).await?;
+    let v = c
+        .ok(Method::POST, "/plumb/v1/sandboxes", Some(&body))
+        .await?;
     inspect(c, &s(&v["Id"])).await
 }
 
 /// The inspect JSON of one sandbox.
 pub async fn inspect(c: &Client, name: &str) -> anyhow::Result<Value> {
-    c.ok(Method::GET, &format!("/plumb/v1/sandboxes/{}", seg(name)), None)
-        .await
+    c.ok(
+        Method::GET,
+        &format!("/plumb/v1/sandboxes/{}", seg(name)),
+        None,
+    )
+    .await
 }
 
 /// Removes one sandbox.
 pub async fn remove(c: &Client, name: &str) -> anyhow::Result<()> {
-    c.ok(Method::DELETE, &format!("/plumb/v1/sandboxes/{}", seg(name)), None)
-        .await
-        .map(|_| ())
+    c.ok(
+        Method::DELETE,
+        &format!("/plumb/v1/sandboxes/{}", seg(name)),
+        None,
+    )
+    .await
+    .map(|_| ())
 }
 
 /// Runs a sandbox subcommand.

@@ -37,10 +37,7 @@ pub trait NetworkDriver: Send + Sync {
 
     /// Checks the user's options before anything is allocated; returns options to record
     /// (such as a computed bridge name).
-    fn check_options(
-        &self,
-        network: &Network,
-    ) -> Result<BTreeMap<String, String>, BoxError>;
+    fn check_options(&self, network: &Network) -> Result<BTreeMap<String, String>, BoxError>;
 
     /// Creates the network's kernel objects. Must succeed if they exist already as intended.
     async fn create_network(&self, network: &Network) -> Result<(), BoxError>;

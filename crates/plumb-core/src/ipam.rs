@@ -98,7 +98,10 @@ pub fn default_v6_pool() -> DefaultPool {
 
 /// Picks the first subnet of `pools` of the given family that overlaps none of `taken`.
 pub fn pick_subnet(pools: &[DefaultPool], v6: bool, taken: &[IpNet]) -> Result<IpNet> {
-    for pool in pools.iter().filter(|p| matches!(p.base, IpNet::V6(_)) == v6) {
+    for pool in pools
+        .iter()
+        .filter(|p| matches!(p.base, IpNet::V6(_)) == v6)
+    {
         for subnet in pool.subnets() {
             if !taken.iter().any(|t| overlaps(t, &subnet)) {
                 return Ok(subnet);
@@ -245,8 +248,8 @@ impl AddressPool {
         let mut cand = start;
         let mut walked: u128 = 0;
         while walked < span {
-            if !self.used.contains_key(&cand) {
-                self.used.insert(cand, holder);
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.used.entry(cand) {
+                slot.insert(holder);
                 self.next = if cand == hi { lo } else { cand + 1 };
                 return Ok(from_u128(v6, base + cand));
             }
@@ -298,7 +301,10 @@ mod tests {
         assert_eq!(s, net("172.19.0.0/16"));
         let mut taken: Vec<IpNet> = (17..=31).map(|i| net(&format!("172.{i}.0.0/16"))).collect();
         taken.push(net("192.168.0.0/20"));
-        assert_eq!(pick_subnet(&pools, false, &taken).unwrap(), net("192.168.16.0/20"));
+        assert_eq!(
+            pick_subnet(&pools, false, &taken).unwrap(),
+            net("192.168.16.0/20")
+        );
         // A default route covering everything is not a taken prefix by itself; callers filter it.
         assert!(pick_subnet(&pools, false, &[net("0.0.0.0/1"), net("128.0.0.0/1")]).is_err());
     }
@@ -315,11 +321,14 @@ mod tests {
     #[test]
     fn allocate_sequential_and_no_reuse_until_wrap() {
         let mut p = AddressPool::new(net("10.0.0.0/29"), None);
-        p.reserve("10.0.0.1".parse().unwrap(), Holder::Gateway, "n").unwrap();
+        p.reserve("10.0.0.1".parse().unwrap(), Holder::Gateway, "n")
+            .unwrap();
         let a: Vec<IpAddr> = (0..5)
             .map(|i| p.allocate(Holder::Endpoint(format!("e{i}")), "n").unwrap())
             .collect();
-        let want: Vec<IpAddr> = (2..=6).map(|i| format!("10.0.0.{i}").parse().unwrap()).collect();
+        let want: Vec<IpAddr> = (2..=6)
+            .map(|i| format!("10.0.0.{i}").parse().unwrap())
+            .collect();
         assert_eq!(a, want);
         assert!(matches!(
             p.allocate(Holder::Endpoint("x".into()), "n"),
@@ -346,14 +355,19 @@ mod tests {
             .reserve("10.2.0.1".parse().unwrap(), Holder::Gateway, "n")
             .is_err());
         // Static addresses may lie outside the ip-range, inside the subnet.
-        p.reserve("10.1.9.9".parse().unwrap(), Holder::Endpoint("c".into()), "n")
-            .unwrap();
+        p.reserve(
+            "10.1.9.9".parse().unwrap(),
+            Holder::Endpoint("c".into()),
+            "n",
+        )
+        .unwrap();
     }
 
     #[test]
     fn ipv6() {
         let mut p = AddressPool::new(net("fd00:1::/64"), None);
-        p.reserve("fd00:1::1".parse().unwrap(), Holder::Gateway, "n").unwrap();
+        p.reserve("fd00:1::1".parse().unwrap(), Holder::Gateway, "n")
+            .unwrap();
         assert_eq!(
             p.allocate(Holder::Endpoint("a".into()), "n").unwrap(),
             "fd00:1::2".parse::<IpAddr>().unwrap()

@@ -7,7 +7,10 @@ use std::future::Future;
 /// Inverses of the steps done so far.
 #[derive(Default)]
 pub struct Journal {
-    undo: Vec<(&'static str, BoxFuture<'static, Result<(), crate::BoxError>>)>,
+    undo: Vec<(
+        &'static str,
+        BoxFuture<'static, Result<(), crate::BoxError>>,
+    )>,
 }
 
 impl Journal {

@@ -57,7 +57,13 @@ impl NetworkDriver for PassiveDriver {
         Ok(())
     }
 
-    async fn join(&self, _: &Network, _: &Endpoint, _: &Sandbox, _: &str) -> Result<JoinInfo, BoxError> {
+    async fn join(
+        &self,
+        _: &Network,
+        _: &Endpoint,
+        _: &Sandbox,
+        _: &str,
+    ) -> Result<JoinInfo, BoxError> {
         Ok(JoinInfo::default())
     }
 

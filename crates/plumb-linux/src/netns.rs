@@ -7,9 +7,6 @@ use nix::sched::{setns, unshare, CloneFlags};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-/// `NSFS_MAGIC`: the filesystem type of a namespace file.
-const NSFS_MAGIC: i64 = 0x6e73_6673;
-
 /// Runs `f` on a new thread that has entered the network namespace at `ns` (or stays in the
 /// caller's namespace when `None`), and returns what `f` returns.
 pub async fn run_in<T, F>(ns: Option<PathBuf>, f: F) -> Result<T>
@@ -44,7 +41,7 @@ fn enter(path: &Path) -> Result<()> {
 /// True when `path` is a bound network namespace file.
 pub fn is_netns(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)
-        .map(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+        .map(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
         .unwrap_or(false)
 }
 
@@ -84,6 +81,11 @@ pub async fn create(path: PathBuf, share_current: bool) -> Result<()> {
                 let _ = std::fs::remove_file(&path);
                 return Err(LinuxError::io("unshare", &path, e.into()));
             }
+            // Interfaces plumbed in later get no automatic IPv6 link-local address: no DAD,
+            // router solicitations or MLD reports flooded across a bridge with every new
+            // port (which made each connect cost O(ports)). IPv6 networks add their global
+            // addresses explicitly. A kernel without IPv6 has no such file.
+            let _ = std::fs::write("/proc/sys/net/ipv6/conf/default/addr_gen_mode", "1");
         }
         let src = Path::new("/proc/thread-self/ns/net");
         if let Err(e) = mount(

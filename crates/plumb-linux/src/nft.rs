@@ -99,9 +99,13 @@ pub fn remove_tables() -> Result<()> {
 fn element_ops(verb: &str, r: &NetworkRules) -> String {
     let mut s = String::new();
     let b = &r.bridge;
-    s.push_str(&format!("{verb} element inet plumb bridges {{ \"{b}\" }}\n"));
+    s.push_str(&format!(
+        "{verb} element inet plumb bridges {{ \"{b}\" }}\n"
+    ));
     if r.internal {
-        s.push_str(&format!("{verb} element inet plumb internal {{ \"{b}\" }}\n"));
+        s.push_str(&format!(
+            "{verb} element inet plumb internal {{ \"{b}\" }}\n"
+        ));
     }
     for p in &r.peers {
         s.push_str(&format!(
@@ -110,7 +114,11 @@ fn element_ops(verb: &str, r: &NetworkRules) -> String {
     }
     if r.masquerade && !r.internal {
         for n in &r.subnets {
-            let set = if matches!(n, IpNet::V4(_)) { "masq4" } else { "masq6" };
+            let set = if matches!(n, IpNet::V4(_)) {
+                "masq4"
+            } else {
+                "masq6"
+            };
             s.push_str(&format!("{verb} element inet plumb {set} {{ {n} }}\n"));
         }
     }

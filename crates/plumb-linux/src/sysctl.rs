@@ -9,7 +9,8 @@ pub async fn set(ns: Option<PathBuf>, key: &str, value: &str) -> Result<()> {
     let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
     let value = value.to_owned();
     netns::run_in(ns, move || {
-        std::fs::write(&path, value.as_bytes()).map_err(|e| LinuxError::io("write sysctl", &path, e))
+        std::fs::write(&path, value.as_bytes())
+            .map_err(|e| LinuxError::io("write sysctl", &path, e))
     })
     .await
 }

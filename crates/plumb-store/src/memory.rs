@@ -6,9 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use tokio::sync::broadcast;
 
+/// The map of keys to (value, revision), and the last revision.
+type Data = (BTreeMap<String, (Vec<u8>, Revision)>, Revision);
+
 /// A store that lives as long as the process.
 pub struct MemoryStore {
-    inner: Mutex<(BTreeMap<String, (Vec<u8>, Revision)>, Revision)>,
+    inner: Mutex<Data>,
     watch: broadcast::Sender<WatchEvent>,
 }
 
@@ -27,10 +30,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(
-        &self,
-    ) -> Result<std::sync::MutexGuard<'_, (BTreeMap<String, (Vec<u8>, Revision)>, Revision)>, StoreError>
-    {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Data>, StoreError> {
         self.inner
             .lock()
             .map_err(|_| StoreError::Backend("memory store lock poisoned".into()))

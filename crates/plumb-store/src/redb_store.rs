@@ -192,7 +192,10 @@ mod tests {
         {
             let s = RedbStore::open(&path).unwrap();
             let mut w = s.watch();
-            let r1 = s.commit(vec![put("networks/a", "1", Expect::Absent)]).await.unwrap();
+            let r1 = s
+                .commit(vec![put("networks/a", "1", Expect::Absent)])
+                .await
+                .unwrap();
             assert!(matches!(w.recv().await.unwrap(), WatchEvent::Put(_)));
             let err = s
                 .commit(vec![
@@ -204,10 +207,18 @@ mod tests {
             assert!(matches!(err, StoreError::Conflict { .. }));
             // All or nothing: b was not written.
             assert!(s.get("networks/b").await.unwrap().is_none());
-            let r2 = s.commit(vec![put("networks/a", "2", Expect::At(r1))]).await.unwrap();
+            let r2 = s
+                .commit(vec![put("networks/a", "2", Expect::At(r1))])
+                .await
+                .unwrap();
             assert!(r2 > r1);
-            assert!(s.commit(vec![put("networks/a", "3", Expect::At(r1))]).await.is_err());
-            s.commit(vec![put("sandboxes/z", "z", Expect::Any)]).await.unwrap();
+            assert!(s
+                .commit(vec![put("networks/a", "3", Expect::At(r1))])
+                .await
+                .is_err());
+            s.commit(vec![put("sandboxes/z", "z", Expect::Any)])
+                .await
+                .unwrap();
         }
         let s = RedbStore::open(&path).unwrap();
         let l = s.list("networks/").await.unwrap();

@@ -30,7 +30,7 @@ impl CmdOutput {
     }
 }
 
-fn run(cmd: &mut Command) -> CmdOutput {
+fn run_cmd(cmd: &mut Command) -> CmdOutput {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -45,7 +45,7 @@ fn run(cmd: &mut Command) -> CmdOutput {
 /// Runs `ip` with `args` in the machine's namespace (only for creating and deleting the
 /// test's own namespaces and moving links into them).
 fn ip(args: &[&str]) {
-    let o = run(Command::new("ip").args(args));
+    let o = run_cmd(Command::new("ip").args(args));
     assert!(o.ok(), "ip {}: {}", args.join(" "), o.stderr);
 }
 
@@ -82,6 +82,15 @@ impl TestHost {
             daemon_args: Vec::new(),
         };
         host.sh("ip link set lo up");
+        // The run dir lives on tmpfs, as /run does on a real host.
+        let run = host.dir.join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        let o = run_cmd(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "mode=0755", "plumb-test"])
+                .arg(&run),
+        );
+        assert!(o.ok(), "mount tmpfs on {}: {}", run.display(), o.stderr);
         // Upstream DNS of this host: a TEST-NET address inside the test's own namespaces.
         std::fs::write(
             host.dir.join("resolv.conf"),
@@ -137,7 +146,11 @@ impl TestHost {
             if self.api("GET", "/_ping", None).0 == 200 {
                 return;
             }
-            assert!(Instant::now() < deadline, "plumbd did not answer within 30 s:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "plumbd did not answer within 30 s:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -159,6 +172,11 @@ impl TestHost {
         }
     }
 
+    /// The pid of the running plumbd.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(Child::id)
+    }
+
     /// plumbd's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("plumbd.log")).unwrap_or_default()
@@ -166,23 +184,36 @@ impl TestHost {
 
     /// Runs the plumb CLI against this host's plumbd.
     pub fn plumb(&self, args: &[&str]) -> CmdOutput {
-        run(Command::new(self.bins.join("plumb"))
-            .arg("-H")
-            .arg(format!("unix://{}", self.socket.display()))
-            .args(args))
+        run_cmd(
+            Command::new(self.bins.join("plumb"))
+                .arg("-H")
+                .arg(format!("unix://{}", self.socket.display()))
+                .args(args),
+        )
     }
 
     /// Runs the CLI and returns stdout; panics with stderr when it fails.
     pub fn plumb_ok(&self, args: &[&str]) -> String {
         let o = self.plumb(args);
-        assert!(o.ok(), "plumb {} failed ({}): {}", args.join(" "), o.code, o.stderr);
+        assert!(
+            o.ok(),
+            "plumb {} failed ({}): {}",
+            args.join(" "),
+            o.code,
+            o.stderr
+        );
         o.stdout
     }
 
     /// Runs the CLI expecting failure; returns stderr.
     pub fn plumb_err(&self, args: &[&str]) -> String {
         let o = self.plumb(args);
-        assert!(!o.ok(), "plumb {} should have failed but printed: {}", args.join(" "), o.stdout);
+        assert!(
+            !o.ok(),
+            "plumb {} should have failed but printed: {}",
+            args.join(" "),
+            o.stdout
+        );
         o.stderr
     }
 
@@ -198,9 +229,11 @@ impl TestHost {
 
     /// Runs a shell command in another of this test's namespaces.
     pub fn sh_in(&self, ns: &str, script: &str) -> CmdOutput {
-        run(Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{ns}"))
-            .args(["sh", "-c", script]))
+        run_cmd(
+            Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{ns}"))
+                .args(["sh", "-c", script]),
+        )
     }
 
     /// Adds an "outside world" namespace linked to the host by a veth: the host gets

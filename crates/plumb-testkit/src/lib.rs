@@ -30,30 +30,31 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A name unique to this process and call: `<pid>-<n>`.
 pub fn unique_tag() -> String {
-    format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// The directory holding the plumbd and plumb binaries: `PLUMB_BIN_DIR`, else the cargo
-/// target directory of the running test (`target/<profile>`).
+/// cargo target directory of the running test or benchmark (`target/<profile>`).
 pub fn bin_dir() -> PathBuf {
     if let Ok(d) = std::env::var("PLUMB_BIN_DIR") {
         return PathBuf::from(d);
     }
     let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test> -> target/<profile>
-    let dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("test binary lives in target/<profile>/deps")
-        .to_path_buf();
-    for b in ["plumbd", "plumb"] {
-        assert!(
-            dir.join(b).exists(),
-            "{} is missing: build the binaries first (cargo build --release -p plumbd -p plumb-cli), or set PLUMB_BIN_DIR",
-            dir.join(b).display()
-        );
+    // A test runs from target/<profile>/deps, a benchmark binary from target/<profile>.
+    let candidates: Vec<PathBuf> = exe.ancestors().skip(1).take(2).map(PathBuf::from).collect();
+    let found = candidates
+        .iter()
+        .find(|d| d.join("plumbd").exists() && d.join("plumb").exists());
+    match found {
+        Some(d) => d.clone(),
+        None => panic!(
+            "plumbd and plumb not found in {candidates:?}: build the binaries first (cargo build --release -p plumbd -p plumb-cli), or set PLUMB_BIN_DIR"
+        ),
     }
-    dir
 }
 
 /// Checks that the test runs as root with the tools it needs. In CI (CI=true) a missing

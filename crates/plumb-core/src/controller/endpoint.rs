@@ -436,7 +436,10 @@ impl Controller {
                 .await
                 .map_err(os_err)?;
         }
-        self.os.write_hosts(&sandbox, &hosts).await.map_err(os_err)?;
+        self.os
+            .write_hosts(&sandbox, &hosts)
+            .await
+            .map_err(os_err)?;
         st.sb_mut(sb_id)?.gateway = new_gw;
         Ok(())
     }

@@ -48,7 +48,10 @@ impl Controller {
         if spec.ipam_driver != "default" {
             return Err(Error::invalid(
                 "IPAM.Driver",
-                format!("IPAM driver {:?} is not available: use \"default\"", spec.ipam_driver),
+                format!(
+                    "IPAM driver {:?} is not available: use \"default\"",
+                    spec.ipam_driver
+                ),
             ));
         }
         let driver = self.driver(&spec.driver)?;
@@ -81,7 +84,12 @@ impl Controller {
             let others: Vec<(String, IpNet)> = st
                 .networks
                 .values()
-                .flat_map(|n| n.net.pools.iter().map(|p| (n.net.spec.name.clone(), p.subnet)))
+                .flat_map(|n| {
+                    n.net
+                        .pools
+                        .iter()
+                        .map(|p| (n.net.spec.name.clone(), p.subnet))
+                })
                 .collect();
             self.plan_pools(&spec, &others, &host_routes)?
         } else {
@@ -153,7 +161,8 @@ impl Controller {
         for (i, req) in spec.pools.iter().enumerate() {
             let field = |f: &str| format!("IPAM.Config[{i}].{f}");
             let Some(subnet) = req.subnet else {
-                if req.ip_range.is_some() || req.gateway.is_some() || !req.aux_addresses.is_empty() {
+                if req.ip_range.is_some() || req.gateway.is_some() || !req.aux_addresses.is_empty()
+                {
                     return Err(Error::invalid(
                         field("Subnet"),
                         "ip-range, gateway and aux-address need a subnet",
@@ -164,7 +173,10 @@ impl Controller {
             if subnet.trunc() != subnet {
                 return Err(Error::invalid(
                     field("Subnet"),
-                    format!("{subnet} has host bits set: did you mean {}?", subnet.trunc()),
+                    format!(
+                        "{subnet} has host bits set: did you mean {}?",
+                        subnet.trunc()
+                    ),
                 ));
             }
             let v6 = matches!(subnet, IpNet::V6(_));
@@ -235,10 +247,12 @@ impl Controller {
         let mut taken: Vec<IpNet> = others.iter().map(|(_, s)| *s).collect();
         taken.extend(host_routes.iter().filter(|r| r.prefix_len() > 0));
         for v6 in [false, true] {
-            let enabled = if v6 { spec.enable_ipv6 } else { spec.enable_ipv4 };
-            let have = pools
-                .iter()
-                .any(|p| matches!(p.subnet, IpNet::V6(_)) == v6);
+            let enabled = if v6 {
+                spec.enable_ipv6
+            } else {
+                spec.enable_ipv4
+            };
+            let have = pools.iter().any(|p| matches!(p.subnet, IpNet::V6(_)) == v6);
             if enabled && !have {
                 let mut candidates = self.config.default_pools.clone();
                 if v6 {
@@ -303,11 +317,7 @@ impl Controller {
     /// All networks, by name.
     pub async fn networks(&self) -> Vec<NetworkView> {
         let st = self.state.lock().await;
-        let mut v: Vec<NetworkView> = st
-            .networks
-            .values()
-            .map(|n| self.view(&st, n))
-            .collect();
+        let mut v: Vec<NetworkView> = st.networks.values().map(|n| self.view(&st, n)).collect();
         v.sort_by(|a, b| a.network.spec.name.cmp(&b.network.spec.name));
         v
     }
@@ -373,8 +383,12 @@ fn first_host(subnet: IpNet) -> Option<std::net::IpAddr> {
         return None;
     }
     match subnet.network() {
-        std::net::IpAddr::V4(a) => Some(std::net::Ipv4Addr::from(u32::from(a).wrapping_add(1)).into()),
-        std::net::IpAddr::V6(a) => Some(std::net::Ipv6Addr::from(u128::from(a).wrapping_add(1)).into()),
+        std::net::IpAddr::V4(a) => {
+            Some(std::net::Ipv4Addr::from(u32::from(a).wrapping_add(1)).into())
+        }
+        std::net::IpAddr::V6(a) => {
+            Some(std::net::Ipv6Addr::from(u128::from(a).wrapping_add(1)).into())
+        }
     }
 }
 

@@ -13,7 +13,8 @@ impl Controller {
         for e in self.store.list("networks/").await? {
             let n: Network = decode(&e.key, &e.value)?;
             st.net_names.insert(n.spec.name.clone(), n.id.clone());
-            st.networks.insert(n.id.clone(), NetEntry::new(n, e.revision)?);
+            st.networks
+                .insert(n.id.clone(), NetEntry::new(n, e.revision)?);
         }
         for e in self.store.list("sandboxes/").await? {
             let sb: Sandbox = decode(&e.key, &e.value)?;
@@ -69,7 +70,10 @@ impl Controller {
             })?;
         }
         for (ep, rev) in joined {
-            let sb_ok = ep.sandbox.as_ref().is_some_and(|s| st.sandboxes.contains_key(s));
+            let sb_ok = ep
+                .sandbox
+                .as_ref()
+                .is_some_and(|s| st.sandboxes.contains_key(s));
             if !sb_ok {
                 continue;
             }

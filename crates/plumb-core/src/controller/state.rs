@@ -89,7 +89,10 @@ impl State {
             return Ok(id.clone());
         }
         if is_id_prefix(key) {
-            let mut hits = self.networks.keys().filter(|id| id.as_str().starts_with(key));
+            let mut hits = self
+                .networks
+                .keys()
+                .filter(|id| id.as_str().starts_with(key));
             if let Some(first) = hits.next() {
                 let rest = hits.count();
                 if rest > 0 {
@@ -147,9 +150,11 @@ impl State {
 
     /// The sandbox entry.
     pub fn sb(&self, id: &SandboxId) -> Result<&SbEntry> {
-        self.sandboxes.get(id).ok_or_else(|| Error::SandboxNotFound {
-            name: id.to_string(),
-        })
+        self.sandboxes
+            .get(id)
+            .ok_or_else(|| Error::SandboxNotFound {
+                name: id.to_string(),
+            })
     }
 
     /// Mutable sandbox entry.

@@ -16,9 +16,9 @@ use plumb_core::driver::{Capabilities, JoinInfo, NetworkDriver};
 use plumb_core::model::{Endpoint, Network, Sandbox};
 use plumb_core::{BoxError, NetworkId};
 use plumb_linux::namespaces::Namespaces;
+use plumb_linux::netns;
 use plumb_linux::nft::{self, NetworkRules};
 use plumb_linux::nl::VethSpec;
-use plumb_linux::netns;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
@@ -40,7 +40,6 @@ pub struct BridgeDriver {
 pub fn veth_name(ep: &Endpoint) -> String {
     format!("{VETH_PREFIX}{}", ep.id.short())
 }
-
 
 impl BridgeDriver {
     /// A bridge driver acting in the namespaces of `ns`.
@@ -78,12 +77,10 @@ impl BridgeDriver {
             return Ok(*i);
         }
         let o = BridgeOptions::of(net)?;
-        let l = self
-            .ns
-            .host()
-            .link(&o.name)
-            .await?
-            .ok_or_else(|| format!("bridge {} of network {} is missing", o.name, net.spec.name))?;
+        let l =
+            self.ns.host().link(&o.name).await?.ok_or_else(|| {
+                format!("bridge {} of network {} is missing", o.name, net.spec.name)
+            })?;
         self.bridges().insert(net.id.clone(), (o.name, l.index));
         Ok(l.index)
     }
@@ -107,6 +104,7 @@ impl BridgeDriver {
             peer_mac: ep.mac.map(|m| m.0),
             mtu: o.mtu,
             master: Some(master),
+            host_up: false,
         };
         let snl = self.ns.get(Path::new(&sb.key)).await?;
         match host.add_veth(&spec).await {
@@ -125,6 +123,14 @@ impl BridgeDriver {
             Err(e) => return Err(e.into()),
         }
         let result = async {
+            // A bridge port needs no IPv6 of its own; without this every port adds link-local
+            // and multicast routes to the host's IPv6 table, and each later link change walks
+            // that table: connect and disconnect cost would grow with the number of endpoints.
+            let knob = format!("/proc/sys/net/ipv6/conf/{host_name}/disable_ipv6");
+            if let Err(e) = std::fs::write(&knob, "1") {
+                tracing::debug!(error = %e, "IPv6 not disabled on {host_name}");
+            }
+            host.set_up_by_name(&host_name).await?;
             if !o.icc {
                 let port = host
                     .link(&host_name)
@@ -211,7 +217,8 @@ impl NetworkDriver for BridgeDriver {
             }
             let r = self.rules(net, &o);
             tokio::task::spawn_blocking(move || nft::add_network(&r)).await??;
-            self.bridges().insert(net.id.clone(), (o.name.clone(), l.index));
+            self.bridges()
+                .insert(net.id.clone(), (o.name.clone(), l.index));
             Ok::<(), BoxError>(())
         }
         .await;

@@ -77,11 +77,19 @@ impl BridgeOptions {
         let mtu = match opts.get(MTU) {
             Some(v) => match v.parse::<u32>() {
                 Ok(m) if (68..=65535).contains(&m) => Some(m),
-                _ => return Err(format!("option {MTU}={v:?}: expected a number from 68 to 65535").into()),
+                _ => {
+                    return Err(
+                        format!("option {MTU}={v:?}: expected a number from 68 to 65535").into(),
+                    )
+                }
             },
             None => None,
         };
-        let icc = opts.get(ICC).map(|v| parse_bool(ICC, v)).transpose()?.unwrap_or(true);
+        let icc = opts
+            .get(ICC)
+            .map(|v| parse_bool(ICC, v))
+            .transpose()?
+            .unwrap_or(true);
         let masquerade = opts
             .get(MASQUERADE)
             .map(|v| parse_bool(MASQUERADE, v))

@@ -3,10 +3,10 @@
 use super::{ok_if_gone, Nl};
 use crate::error::{nl_err, Result};
 use futures::TryStreamExt;
+use netlink_packet_route::link::InfoBridgePort;
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
 };
-use netlink_packet_route::link::InfoBridgePort;
 use rtnetlink::{LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth};
 use std::os::fd::AsRawFd;
 
@@ -42,6 +42,8 @@ pub struct VethSpec<'a> {
     pub mtu: Option<u32>,
     /// Bridge to enslave the host end to.
     pub master: Option<u32>,
+    /// Bring the host end up at creation.
+    pub host_up: bool,
 }
 
 fn info_of(m: &LinkMessage) -> LinkInfo {
@@ -78,7 +80,12 @@ fn info_of(m: &LinkMessage) -> LinkInfo {
 impl Nl {
     /// The link called `name`, if it exists.
     pub async fn link(&self, name: &str) -> Result<Option<LinkInfo>> {
-        let mut s = self.handle.link().get().match_name(name.to_owned()).execute();
+        let mut s = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
         match s.try_next().await {
             Ok(Some(m)) => Ok(Some(info_of(&m))),
             Ok(None) => Ok(None),
@@ -117,8 +124,8 @@ impl Nl {
             .map_err(|e| nl_err(format!("create bridge {name}"), e))
     }
 
-    /// Creates a veth pair with its peer in another namespace. The host end comes up; the
-    /// peer stays down (the kernel refuses to bring it up at creation: ENOTCONN).
+    /// Creates a veth pair with its peer in another namespace. The host end comes up if asked;
+    /// the peer stays down (the kernel refuses to bring it up at creation: ENOTCONN).
     pub async fn add_veth(&self, v: &VethSpec<'_>) -> Result<()> {
         let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(v.peer_name.to_owned())
@@ -131,8 +138,10 @@ impl Nl {
         }
         let mut b = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
             .name(v.host_name.to_owned())
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
-            .up();
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
+        if v.host_up {
+            b = b.up();
+        }
         if let Some(m) = v.mtu {
             b = b.mtu(m);
         }
@@ -144,7 +153,12 @@ impl Nl {
             .add(b.build())
             .execute()
             .await
-            .map_err(|e| nl_err(format!("create veth {} (peer {})", v.host_name, v.peer_name), e))
+            .map_err(|e| {
+                nl_err(
+                    format!("create veth {} (peer {})", v.host_name, v.peer_name),
+                    e,
+                )
+            })
     }
 
     /// Sets a link up or down.
@@ -156,14 +170,28 @@ impl Nl {
             .set(b.build())
             .execute()
             .await
-            .map_err(|e| nl_err(format!("set link {index} {}", if up { "up" } else { "down" }), e))
+            .map_err(|e| {
+                nl_err(
+                    format!("set link {index} {}", if up { "up" } else { "down" }),
+                    e,
+                )
+            })
+    }
+
+    /// Sets the link called `name` up.
+    pub async fn set_up_by_name(&self, name: &str) -> Result<()> {
+        let m = LinkUnspec::new_with_name(name).up().build();
+        self.handle
+            .link()
+            .set(m)
+            .execute()
+            .await
+            .map_err(|e| nl_err(format!("set link {name} up"), e))
     }
 
     /// Enslaves a link to a bridge.
     pub async fn set_master(&self, index: u32, master: u32) -> Result<()> {
-        let m = LinkUnspec::new_with_index(index)
-            .controller(master)
-            .build();
+        let m = LinkUnspec::new_with_index(index).controller(master).build();
         self.handle
             .link()
             .set(m)

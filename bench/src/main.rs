@@ -1,0 +1,140 @@
+//! plumb-bench: endpoint connect/disconnect latency through plumbd's API, its growth over
+//! many endpoints, and plumbd's memory. Runs plumbd in a throwaway namespace (plumb-testkit);
+//! prints one JSON object per figure, then a Markdown table.
+//!
+//! Usage: `plumb-bench [ENDPOINTS]` (default 1000), as root, after building the release
+//! binaries (`cargo build --release -p plumbd -p plumb-cli -p plumb-bench`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use plumb_testkit::TestHost;
+use serde_json::json;
+use std::time::Instant;
+
+/// One reported figure.
+struct Figure {
+    name: String,
+    unit: &'static str,
+    value: f64,
+    context: String,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    percentile(&s, 0.5)
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+fn latency_figures(out: &mut Vec<Figure>, what: &str, ms: &[f64], n: usize) {
+    let mut s = ms.to_vec();
+    s.sort_by(f64::total_cmp);
+    for (label, p) in [("median", 0.5), ("p90", 0.9), ("p99", 0.99)] {
+        out.push(Figure {
+            name: format!("{what}_{label}"),
+            unit: "ms",
+            value: percentile(&s, p),
+            context: format!("{n} sandboxes on one bridge network, through the API socket"),
+        });
+    }
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("ENDPOINTS must be a number"))
+        .unwrap_or(1000);
+    if !plumb_testkit::prerequisites() {
+        std::process::exit(2);
+    }
+    let h = TestHost::started();
+    let pid = h.daemon_pid().unwrap();
+    let mut figures = Vec::new();
+    let (st, v) = h.api(
+        "POST",
+        "/networks/create",
+        Some(&json!({"Name": "bench", "IPAM": {"Config": [{"Subnet": "10.128.0.0/16"}]}})),
+    );
+    assert_eq!(st, 201, "{v}");
+    figures.push(Figure {
+        name: "plumbd_rss_0_endpoints".into(),
+        unit: "MB",
+        value: rss_mb(pid),
+        context: "after start and one network".into(),
+    });
+    for i in 0..n {
+        let (st, v) = h.api(
+            "POST",
+            "/plumb/v1/sandboxes",
+            Some(&json!({"Name": format!("s{i}")})),
+        );
+        assert_eq!(st, 201, "{v}");
+    }
+    let mut connect = Vec::with_capacity(n);
+    for i in 0..n {
+        let body = json!({"Container": format!("s{i}")});
+        let t = Instant::now();
+        let (st, v) = h.api("POST", "/networks/bench/connect", Some(&body));
+        connect.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(st, 200, "connect s{i}: {v}");
+    }
+    figures.push(Figure {
+        name: format!("plumbd_rss_{n}_endpoints"),
+        unit: "MB",
+        value: rss_mb(pid),
+        context: format!("{n} sandboxes each joined to the network"),
+    });
+    latency_figures(&mut figures, "connect", &connect, n);
+    let k = (n / 10).clamp(1, 100);
+    let first = median(&connect[..k]);
+    let last = median(&connect[n - k..]);
+    figures.push(Figure {
+        name: format!("connect_growth_last{k}_over_first{k}"),
+        unit: "ratio",
+        value: last / first,
+        context: format!(
+            "median of the last {k} connects ({last:.3} ms) over the first {k} ({first:.3} ms)"
+        ),
+    });
+    let mut disconnect = Vec::with_capacity(n);
+    for i in 0..n {
+        let body = json!({"Container": format!("s{i}")});
+        let t = Instant::now();
+        let (st, v) = h.api("POST", "/networks/bench/disconnect", Some(&body));
+        disconnect.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(st, 200, "disconnect s{i}: {v}");
+    }
+    latency_figures(&mut figures, "disconnect", &disconnect, n);
+
+    for f in &figures {
+        println!(
+            "{}",
+            json!({"name": f.name, "unit": f.unit, "value": (f.value * 1000.0).round() / 1000.0, "context": f.context})
+        );
+    }
+    println!("\n| figure | value | unit | context |\n|---|---|---|---|");
+    for f in &figures {
+        println!(
+            "| {} | {:.3} | {} | {} |",
+            f.name, f.value, f.unit, f.context
+        );
+    }
+}
