@@ -34,7 +34,7 @@ impl Controller {
                 return Err(e);
             }
         };
-        st.net_mut(&net_id)?.endpoints.insert(ep.id.clone());
+        st.net_mut(&net_id)?.add_member(&ep);
         st.endpoints.insert(ep.id.clone(), (ep.clone(), rev));
         Ok(ep)
     }
@@ -173,7 +173,7 @@ impl Controller {
                 return Err(e);
             }
         };
-        st.net_mut(&net_id)?.endpoints.insert(ep.id.clone());
+        st.net_mut(&net_id)?.add_member(&ep);
         if let Err(e) = self.plumb_in(&mut st, ep.clone(), rev).await {
             let _ = self
                 .commit(vec![Op::Delete {
@@ -256,12 +256,7 @@ impl Controller {
         let entry = st.net(net_id)?;
         let net_name = entry.net.spec.name.clone();
         let driver = entry.net.spec.driver.clone();
-        let taken = entry
-            .endpoints
-            .iter()
-            .filter_map(|e| st.endpoints.get(e))
-            .any(|(e, _)| e.name == spec.name);
-        if taken {
+        if entry.names.contains(&spec.name) {
             return Err(Error::EndpointExists {
                 name: spec.name,
                 network: net_name,
@@ -472,7 +467,7 @@ fn find_endpoint(st: &State, net_id: &NetworkId, key: &str) -> Result<EndpointId
 fn forget_endpoint(st: &mut State, ep: &Endpoint) {
     if let Some(n) = st.networks.get_mut(&ep.network) {
         n.release(ep);
-        n.endpoints.remove(&ep.id);
+        n.remove_member(ep);
     }
     if let Some(sb) = ep.sandbox.as_ref().and_then(|s| st.sandboxes.get_mut(s)) {
         sb.endpoints.remove(&ep.id);

@@ -43,7 +43,7 @@ impl Controller {
                     p.reserve(a.addr(), holder.clone(), &name)?;
                 }
             }
-            n.endpoints.insert(ep.id.clone());
+            n.add_member(&ep);
             if ep.sandbox.is_some() {
                 joined.push((ep.clone(), e.revision));
             }

@@ -112,7 +112,7 @@ impl Controller {
             }
             if let Some(n) = st.networks.get_mut(&ep.network) {
                 n.release(ep);
-                n.endpoints.remove(&ep.id);
+                n.remove_member(ep);
             }
             st.endpoints.remove(&ep.id);
         }

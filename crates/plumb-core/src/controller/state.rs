@@ -13,6 +13,8 @@ pub(super) struct NetEntry {
     pub rev: Revision,
     pub pools: Vec<AddressPool>,
     pub endpoints: BTreeSet<EndpointId>,
+    /// Endpoint names in use, for O(1) uniqueness checks.
+    pub names: std::collections::HashSet<String>,
 }
 
 impl NetEntry {
@@ -34,6 +36,7 @@ impl NetEntry {
             rev,
             pools,
             endpoints: BTreeSet::new(),
+            names: Default::default(),
         })
     }
 
@@ -47,6 +50,18 @@ impl NetEntry {
         self.pools
             .iter_mut()
             .find(|p| matches!(p.subnet(), ipnet::IpNet::V6(_)) == v6)
+    }
+
+    /// Records an endpoint as a member.
+    pub fn add_member(&mut self, ep: &Endpoint) {
+        self.endpoints.insert(ep.id.clone());
+        self.names.insert(ep.name.clone());
+    }
+
+    /// Forgets a member (addresses are released separately).
+    pub fn remove_member(&mut self, ep: &Endpoint) {
+        self.endpoints.remove(&ep.id);
+        self.names.remove(&ep.name);
     }
 
     /// Releases the endpoint's addresses.

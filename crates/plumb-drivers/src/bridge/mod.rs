@@ -19,6 +19,7 @@ use plumb_linux::namespaces::Namespaces;
 use plumb_linux::netns;
 use plumb_linux::nft::{self, NetworkRules};
 use plumb_linux::nl::VethSpec;
+use plumb_linux::sysctl::SysctlDir;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
@@ -34,6 +35,8 @@ pub struct BridgeDriver {
     ns: Arc<Namespaces>,
     /// Bridge name and ifindex of every network created.
     bridges: Mutex<HashMap<NetworkId, (String, u32)>>,
+    /// `/proc/sys/net/ipv6/conf` of the host namespace (absent without IPv6).
+    ipv6_conf: Option<SysctlDir>,
 }
 
 /// The host-side veth name of an endpoint.
@@ -42,11 +45,12 @@ pub fn veth_name(ep: &Endpoint) -> String {
 }
 
 impl BridgeDriver {
-    /// A bridge driver acting in the namespaces of `ns`.
+    /// A bridge driver acting in the namespaces of `ns`; call from the host namespace.
     pub fn new(ns: Arc<Namespaces>) -> Self {
         BridgeDriver {
             ns,
             bridges: Mutex::new(HashMap::new()),
+            ipv6_conf: SysctlDir::open("net.ipv6.conf").ok(),
         }
     }
 
@@ -126,9 +130,10 @@ impl BridgeDriver {
             // A bridge port needs no IPv6 of its own; without this every port adds link-local
             // and multicast routes to the host's IPv6 table, and each later link change walks
             // that table: connect and disconnect cost would grow with the number of endpoints.
-            let knob = format!("/proc/sys/net/ipv6/conf/{host_name}/disable_ipv6");
-            if let Err(e) = std::fs::write(&knob, "1") {
-                tracing::debug!(error = %e, "IPv6 not disabled on {host_name}");
+            if let Some(conf) = &self.ipv6_conf {
+                if let Err(e) = conf.write(&format!("{host_name}/disable_ipv6"), "1") {
+                    tracing::debug!(error = %e, "IPv6 not disabled on {host_name}");
+                }
             }
             host.set_up_by_name(&host_name).await?;
             if !o.icc {

@@ -110,9 +110,10 @@ impl Nl {
         Ok(out)
     }
 
-    /// Creates a bridge, up, with an optional MTU.
+    /// Creates a bridge, up, with an optional MTU and multicast snooping off (multicast is
+    /// flooded like broadcast; snooping costs per-port timers on every port added).
     pub async fn add_bridge(&self, name: &str, mtu: Option<u32>) -> Result<()> {
-        let mut b = LinkBridge::new(name).up();
+        let mut b = LinkBridge::new(name).mcast_snooping(false).up();
         if let Some(m) = mtu {
             b = b.mtu(m);
         }

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs the Debian packages plumb needs to run and to test (idempotent).
+set -euo pipefail
+pkgs=(iproute2 nftables iputils-ping util-linux procps)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
