@@ -26,7 +26,8 @@ impl SysctlDir {
     /// Opens `/proc/sys/<key with dots as slashes>` (a directory).
     pub fn open(key: &str) -> Result<Self> {
         let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
-        let dir = std::fs::File::open(&path).map_err(|e| LinuxError::io("open sysctl dir", &path, e))?;
+        let dir =
+            std::fs::File::open(&path).map_err(|e| LinuxError::io("open sysctl dir", &path, e))?;
         Ok(SysctlDir { dir })
     }
 
@@ -34,14 +35,27 @@ impl SysctlDir {
     pub fn write(&self, rel: &str, value: &str) -> Result<()> {
         use std::os::fd::{AsRawFd, FromRawFd};
         let path = PathBuf::from(rel);
-        let c = std::ffi::CString::new(rel)
-            .map_err(|_| LinuxError::io("write sysctl", &path, std::io::ErrorKind::InvalidInput.into()))?;
+        let c = std::ffi::CString::new(rel).map_err(|_| {
+            LinuxError::io(
+                "write sysctl",
+                &path,
+                std::io::ErrorKind::InvalidInput.into(),
+            )
+        })?;
         // SAFETY: c is NUL-terminated and the directory fd is open for the call's duration.
         let fd = unsafe {
-            libc::openat(self.dir.as_raw_fd(), c.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC)
+            libc::openat(
+                self.dir.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            )
         };
         if fd < 0 {
-            return Err(LinuxError::io("write sysctl", &path, std::io::Error::last_os_error()));
+            return Err(LinuxError::io(
+                "write sysctl",
+                &path,
+                std::io::Error::last_os_error(),
+            ));
         }
         // SAFETY: fd was just opened and is owned by nothing else.
         let mut f = unsafe { std::fs::File::from_raw_fd(fd) };

@@ -1,0 +1,402 @@
+//! Controller invariants with fake OS and driver layers (no root needed): all-or-nothing
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! operations, name and address uniqueness, gateway moves, restart from the store.
+
+use async_trait::async_trait;
+use plumb_core::driver::{Capabilities, DefaultRoute, JoinInfo, NetworkDriver, SandboxOs};
+use plumb_core::model::{
+    Endpoint, EndpointSpec, Network, NetworkSpec, PoolRequest, Sandbox, SandboxSpec,
+};
+use plumb_core::store::Store;
+use plumb_core::{BoxError, Config, Controller, Error, SandboxId};
+use plumb_store::MemoryStore;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+struct FakeOs {
+    routes: Mutex<BTreeMap<String, Option<DefaultRoute>>>,
+}
+
+#[async_trait]
+impl SandboxOs for FakeOs {
+    fn key_for(&self, id: &SandboxId) -> String {
+        format!("/fake/netns/{id}")
+    }
+    fn dir_for(&self, id: &SandboxId) -> String {
+        format!("/fake/sandboxes/{id}")
+    }
+    async fn create(&self, _: &Sandbox) -> Result<(), BoxError> {
+        Ok(())
+    }
+    async fn exists(&self, _: &Sandbox) -> bool {
+        true
+    }
+    async fn delete(&self, _: &Sandbox) -> Result<(), BoxError> {
+        Ok(())
+    }
+    async fn write_hosts(&self, _: &Sandbox, _: &[(IpAddr, Vec<String>)]) -> Result<(), BoxError> {
+        Ok(())
+    }
+    async fn set_default_route(
+        &self,
+        sb: &Sandbox,
+        r: Option<&DefaultRoute>,
+    ) -> Result<(), BoxError> {
+        self.routes
+            .lock()
+            .unwrap()
+            .insert(sb.spec.name.clone(), r.cloned());
+        Ok(())
+    }
+    async fn host_routes(&self) -> Result<Vec<ipnet::IpNet>, BoxError> {
+        Ok(vec!["172.17.0.0/16".parse().unwrap()])
+    }
+    async fn sweep(&self, _: &[&Sandbox]) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct FakeBridge {
+    fail_join: AtomicBool,
+    fail_create: AtomicBool,
+    joined: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl NetworkDriver for FakeBridge {
+    fn name(&self) -> &str {
+        "bridge"
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            needs_addresses: true,
+            singleton: false,
+            host_mode: false,
+        }
+    }
+    fn check_options(&self, _: &Network) -> Result<BTreeMap<String, String>, BoxError> {
+        Ok(BTreeMap::new())
+    }
+    async fn create_network(&self, _: &Network) -> Result<(), BoxError> {
+        if self.fail_create.load(Ordering::SeqCst) {
+            return Err("bridge creation refused".into());
+        }
+        Ok(())
+    }
+    async fn delete_network(&self, _: &Network) -> Result<(), BoxError> {
+        Ok(())
+    }
+    async fn join(
+        &self,
+        n: &Network,
+        ep: &Endpoint,
+        _: &Sandbox,
+        _: &str,
+    ) -> Result<JoinInfo, BoxError> {
+        if self.fail_join.load(Ordering::SeqCst) {
+            return Err("veth creation refused".into());
+        }
+        self.joined.lock().unwrap().push(ep.name.clone());
+        let gw = n.pool_v4().and_then(|p| p.gateway);
+        Ok(JoinInfo {
+            gateway_v4: match gw {
+                Some(IpAddr::V4(g)) if !n.spec.internal => Some(g),
+                _ => None,
+            },
+            gateway_v6: None,
+        })
+    }
+    async fn leave(&self, _: &Network, ep: &Endpoint, _: &Sandbox) -> Result<(), BoxError> {
+        self.joined.lock().unwrap().retain(|n| n != &ep.name);
+        Ok(())
+    }
+    async fn sweep(&self, _: &[&Network], _: &[&Endpoint]) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+struct Setup {
+    ctl: Controller,
+    store: Arc<MemoryStore>,
+    os: Arc<FakeOs>,
+    driver: Arc<FakeBridge>,
+}
+
+async fn setup_with(store: Arc<MemoryStore>) -> Setup {
+    let os = Arc::new(FakeOs::default());
+    let driver = Arc::new(FakeBridge::default());
+    let ctl = Controller::new(
+        Config::default(),
+        store.clone(),
+        os.clone(),
+        vec![driver.clone()],
+    )
+    .await
+    .unwrap();
+    Setup {
+        ctl,
+        store,
+        os,
+        driver,
+    }
+}
+
+async fn setup() -> Setup {
+    setup_with(Arc::new(MemoryStore::new())).await
+}
+
+fn net(name: &str, subnet: &str) -> NetworkSpec {
+    NetworkSpec {
+        name: name.into(),
+        driver: "bridge".into(),
+        enable_ipv4: true,
+        pools: vec![PoolRequest {
+            subnet: Some(subnet.parse().unwrap()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn sb(name: &str) -> SandboxSpec {
+    SandboxSpec {
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn failed_join_leaves_no_endpoint_and_no_address_held() {
+    let s = setup().await;
+    // A /29 has five addresses for endpoints (.2 to .6; .1 is the gateway).
+    s.ctl.create_network(net("n", "10.0.0.0/29")).await.unwrap();
+    for i in 0..6 {
+        s.ctl.create_sandbox(sb(&format!("s{i}"))).await.unwrap();
+    }
+    s.driver.fail_join.store(true, Ordering::SeqCst);
+    for _ in 0..10 {
+        let err = s
+            .ctl
+            .connect("n", "s0", EndpointSpec::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Driver { .. }), "{err}");
+    }
+    assert!(
+        s.store.list("endpoints/").await.unwrap().is_empty(),
+        "nothing persisted"
+    );
+    assert!(s.ctl.network("n").await.unwrap().endpoints.is_empty());
+    assert!(s.ctl.sandbox("s0").await.unwrap().endpoints.is_empty());
+    s.driver.fail_join.store(false, Ordering::SeqCst);
+    for i in 0..5 {
+        s.ctl
+            .connect("n", &format!("s{i}"), EndpointSpec::default())
+            .await
+            .unwrap();
+    }
+    let err = s
+        .ctl
+        .connect("n", "s5", EndpointSpec::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::PoolExhausted { .. }),
+        "no address was lost to the failures: {err}"
+    );
+}
+
+#[tokio::test]
+async fn failed_network_create_leaves_nothing() {
+    let s = setup().await;
+    s.driver.fail_create.store(true, Ordering::SeqCst);
+    assert!(s.ctl.create_network(net("n", "10.0.0.0/24")).await.is_err());
+    let keys = s.store.list("networks/").await.unwrap().len();
+    // The predefined bridge was created at start; the failed network left no key.
+    assert_eq!(keys, 1, "only the predefined bridge is persisted");
+    s.driver.fail_create.store(false, Ordering::SeqCst);
+    s.ctl.create_network(net("n", "10.0.0.0/24")).await.unwrap();
+}
+
+#[tokio::test]
+async fn uniqueness_and_conflicts() {
+    let s = setup().await;
+    s.ctl.create_network(net("n", "10.0.0.0/24")).await.unwrap();
+    assert!(matches!(
+        s.ctl.create_network(net("n", "10.1.0.0/24")).await,
+        Err(Error::NetworkExists { .. })
+    ));
+    assert!(matches!(
+        s.ctl.create_network(net("m", "10.0.0.128/25")).await,
+        Err(Error::SubnetOverlap { .. })
+    ));
+    s.ctl.create_sandbox(sb("a")).await.unwrap();
+    s.ctl.create_sandbox(sb("b")).await.unwrap();
+    assert!(matches!(
+        s.ctl.create_sandbox(sb("a")).await,
+        Err(Error::SandboxExists { .. })
+    ));
+    let spec = EndpointSpec {
+        ipv4: Some("10.0.0.9".parse().unwrap()),
+        ..Default::default()
+    };
+    s.ctl.connect("n", "a", spec.clone()).await.unwrap();
+    let err = s.ctl.connect("n", "b", spec).await.unwrap_err();
+    assert!(err.to_string().contains("by endpoint a"), "{err}");
+    assert!(matches!(
+        s.ctl.connect("n", "a", EndpointSpec::default()).await,
+        Err(Error::AlreadyAttached { .. })
+    ));
+    assert!(matches!(
+        s.ctl.delete_network("n").await,
+        Err(Error::NetworkHasEndpoints { .. })
+    ));
+    assert!(matches!(
+        s.ctl.delete_network("bridge").await,
+        Err(Error::PredefinedNetwork { .. })
+    ));
+}
+
+#[tokio::test]
+async fn default_pools_skip_host_routes_and_other_networks() {
+    let s = setup().await;
+    // 172.17/16 is routed on the (fake) host, so even the predefined bridge moved past it.
+    let bridge = s.ctl.network("bridge").await.unwrap().network;
+    assert_eq!(bridge.pools[0].subnet.to_string(), "172.18.0.0/16");
+    let spec = NetworkSpec {
+        name: "auto".into(),
+        driver: "bridge".into(),
+        enable_ipv4: true,
+        ..Default::default()
+    };
+    let n = s.ctl.create_network(spec).await.unwrap();
+    assert_eq!(n.pools[0].subnet.to_string(), "172.19.0.0/16");
+}
+
+#[tokio::test]
+async fn endpoint_lifetime_is_its_own_and_gateway_moves() {
+    let s = setup().await;
+    s.ctl
+        .create_network(net("alpha", "10.1.0.0/24"))
+        .await
+        .unwrap();
+    s.ctl
+        .create_network(net("beta", "10.2.0.0/24"))
+        .await
+        .unwrap();
+    s.ctl.create_sandbox(sb("a")).await.unwrap();
+    let ep = s
+        .ctl
+        .create_endpoint(
+            "beta",
+            EndpointSpec {
+                name: "svc".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    s.ctl.join("beta", "svc", "a").await.unwrap();
+    s.ctl
+        .connect("alpha", "a", EndpointSpec::default())
+        .await
+        .unwrap();
+    let route =
+        s.os.routes
+            .lock()
+            .unwrap()
+            .get("a")
+            .cloned()
+            .flatten()
+            .unwrap();
+    assert_eq!(
+        route.v4.unwrap().to_string(),
+        "10.1.0.1",
+        "alpha sorts first"
+    );
+    s.ctl.disconnect("alpha", "a").await.unwrap();
+    let route =
+        s.os.routes
+            .lock()
+            .unwrap()
+            .get("a")
+            .cloned()
+            .flatten()
+            .unwrap();
+    assert_eq!(
+        route.v4.unwrap().to_string(),
+        "10.2.0.1",
+        "gateway moved to beta"
+    );
+    let left = s.ctl.leave("beta", "svc", "a").await.unwrap();
+    assert_eq!(
+        left.ipv4, ep.ipv4,
+        "the endpoint keeps its address after leaving"
+    );
+    assert!(s
+        .os
+        .routes
+        .lock()
+        .unwrap()
+        .get("a")
+        .cloned()
+        .flatten()
+        .is_none());
+    s.ctl.delete_sandbox("a").await.unwrap();
+    // The endpoint outlived the sandbox.
+    assert_eq!(s.ctl.network("beta").await.unwrap().endpoints.len(), 1);
+    s.ctl.delete_endpoint("beta", "svc").await.unwrap();
+    s.ctl.delete_network("beta").await.unwrap();
+}
+
+#[tokio::test]
+async fn restart_rebuilds_state_and_allocator() {
+    let store = Arc::new(MemoryStore::new());
+    {
+        let s = setup_with(store.clone()).await;
+        s.ctl.create_network(net("n", "10.0.0.0/29")).await.unwrap();
+        for name in ["a", "b", "c"] {
+            s.ctl.create_sandbox(sb(name)).await.unwrap();
+            s.ctl
+                .connect("n", name, EndpointSpec::default())
+                .await
+                .unwrap();
+        }
+        s.ctl.disconnect("n", "b").await.unwrap();
+    }
+    let s = setup_with(store).await;
+    assert_eq!(
+        s.driver.joined.lock().unwrap().len(),
+        2,
+        "joined endpoints plumbed again"
+    );
+    s.ctl.create_sandbox(sb("d")).await.unwrap();
+    s.ctl.create_sandbox(sb("e")).await.unwrap();
+    s.ctl.create_sandbox(sb("f")).await.unwrap();
+    let mut ips: Vec<String> = Vec::new();
+    for name in ["d", "e", "f"] {
+        ips.push(
+            s.ctl
+                .connect("n", name, EndpointSpec::default())
+                .await
+                .unwrap()
+                .ipv4
+                .unwrap()
+                .to_string(),
+        );
+    }
+    ips.sort();
+    // /29: .1 gateway, a=.2, c=.4 still held; free were .3, .5, .6.
+    assert_eq!(ips, vec!["10.0.0.3/29", "10.0.0.5/29", "10.0.0.6/29"]);
+    s.ctl.create_sandbox(sb("g")).await.unwrap();
+    assert!(matches!(
+        s.ctl.connect("n", "g", EndpointSpec::default()).await,
+        Err(Error::PoolExhausted { .. })
+    ));
+    assert!(s.ctl.sandbox("g").await.unwrap().endpoints.is_empty());
+}
