@@ -1,7 +1,7 @@
 //! Controller invariants with fake OS and driver layers (no root needed): all-or-nothing
+//! operations, name and address uniqueness, gateway moves, restart from the store.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! operations, name and address uniqueness, gateway moves, restart from the store.
 
 use async_trait::async_trait;
 use plumb_core::driver::{Capabilities, DefaultRoute, JoinInfo, NetworkDriver, SandboxOs};
