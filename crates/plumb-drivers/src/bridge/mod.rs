@@ -39,6 +39,19 @@ pub struct BridgeDriver {
     ipv6_conf: Option<SysctlDir>,
 }
 
+/// A locally administered MAC for a network's bridge, derived from the network id so that it
+/// stays the same across restarts. The 0e prefix keeps it apart from endpoint MACs (02:42:...).
+fn bridge_mac(net: &Network) -> [u8; 6] {
+    let id = net.id.as_str().as_bytes();
+    let hex = |i: usize| -> u8 {
+        let d = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+        id.get(2 * i..2 * i + 2)
+            .map(|p| d(p[0]) << 4 | d(p[1]))
+            .unwrap_or(0)
+    };
+    [0x0e, hex(0), hex(1), hex(2), hex(3), hex(4)]
+}
+
 /// The host-side veth name of an endpoint.
 pub fn veth_name(ep: &Endpoint) -> String {
     format!("{VETH_PREFIX}{}", ep.id.short())
@@ -198,7 +211,7 @@ impl NetworkDriver for BridgeDriver {
     async fn create_network(&self, net: &Network) -> Result<(), BoxError> {
         let o = BridgeOptions::of(net)?;
         let host = self.ns.host();
-        let created = match host.add_bridge(&o.name, o.mtu).await {
+        let created = match host.add_bridge(&o.name, bridge_mac(net), o.mtu).await {
             Ok(()) => true,
             Err(e) if e.is_exists() => false,
             Err(e) => return Err(e.into()),

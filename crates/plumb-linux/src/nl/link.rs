@@ -110,10 +110,15 @@ impl Nl {
         Ok(out)
     }
 
-    /// Creates a bridge, up, with an optional MTU and multicast snooping off (multicast is
-    /// flooded like broadcast; snooping costs per-port timers on every port added).
-    pub async fn add_bridge(&self, name: &str, mtu: Option<u32>) -> Result<()> {
-        let mut b = LinkBridge::new(name).mcast_snooping(false).up();
+    /// Creates a bridge, up, with a fixed MAC, an optional MTU and multicast snooping off.
+    /// The fixed MAC keeps the gateway's address stable as ports come and go (and spares the
+    /// kernel a bridge-id walk over all ports on every port added); without snooping,
+    /// multicast is flooded like broadcast instead of costing per-port timers.
+    pub async fn add_bridge(&self, name: &str, mac: [u8; 6], mtu: Option<u32>) -> Result<()> {
+        let mut b = LinkBridge::new(name)
+            .mcast_snooping(false)
+            .address(mac.to_vec())
+            .up();
         if let Some(m) = mtu {
             b = b.mtu(m);
         }
