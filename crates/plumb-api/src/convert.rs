@@ -83,7 +83,7 @@ pub fn network_spec(req: NetworkCreate) -> Result<NetworkSpec, ApiError> {
         enable_ipv6: req.enable_ipv6.unwrap_or(false),
         ipam_driver: ipam.driver,
         pools,
-        ipam_options: ipam.options.unwrap_or_default(),
+        ipam_options: ipam.options,
         options: req.options.unwrap_or_default(),
         labels: req.labels.unwrap_or_default(),
     })

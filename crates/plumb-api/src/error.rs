@@ -62,3 +62,10 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
+
+/// The body, or a 400 saying why it could not be read (too large: over 1 MiB).
+pub fn body_bytes(
+    body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<bytes::Bytes, ApiError> {
+    body.map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}

@@ -8,6 +8,8 @@
 
 pub mod convert;
 pub mod error;
+pub mod events;
+pub mod filters;
 pub mod networks;
 pub mod render;
 pub mod sandboxes;
@@ -31,13 +33,57 @@ pub const MAX_BODY: usize = 1 << 20;
 pub struct AppState {
     /// The controller.
     pub ctl: Arc<Controller>,
+    /// Event history and live feed.
+    pub events: Arc<events::EventLog>,
+}
+
+impl AppState {
+    /// State for `ctl`; starts recording its events (call inside the runtime).
+    pub fn new(ctl: Arc<Controller>) -> Self {
+        let events = events::EventLog::start(&ctl);
+        AppState { ctl, events }
+    }
+}
+
+/// The API version a request asked for in its path, if any.
+#[derive(Debug, Clone, Copy)]
+struct RequestedVersion(u32, u32);
+
+fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let (a, b) = v.split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// Answers Docker's 400 for API versions outside what plumbd supports.
+async fn check_version(req: Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Some(RequestedVersion(a, b)) = req.extensions().get::<RequestedVersion>().copied() {
+        let min = parse_version(system::MIN_API_VERSION).unwrap_or((1, 24));
+        let max = parse_version(system::API_VERSION).unwrap_or((1, 51));
+        if (a, b) < min {
+            return error::ApiError::bad_request(format!(
+                "client version {a}.{b} is too old. Minimum supported API version is {}, please upgrade your client to a newer version",
+                system::MIN_API_VERSION
+            ))
+            .into_response();
+        }
+        if (a, b) > max {
+            return error::ApiError::bad_request(format!(
+                "client version {a}.{b} is too new. Maximum supported API version is {}",
+                system::API_VERSION
+            ))
+            .into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// The API's routes (unversioned paths).
-pub fn router(ctl: Arc<Controller>) -> Router {
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/_ping", get(system::ping).head(system::ping))
         .route("/version", get(system::version))
+        .route("/events", get(events::events))
         .route("/networks", get(networks::list))
         .route("/networks/create", post(networks::create))
         .route("/networks/prune", post(networks::prune))
@@ -56,18 +102,19 @@ pub fn router(ctl: Arc<Controller>) -> Router {
             get(sandboxes::inspect).delete(sandboxes::delete),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(check_version))
         .layer(axum::middleware::map_response(
             |mut r: axum::response::Response| async move {
                 system::common_headers(r.headers_mut());
                 r
             },
         ))
-        .with_state(AppState { ctl })
+        .with_state(state)
 }
 
 /// Strips a `/v1.NN` prefix so versioned and unversioned paths route alike.
 fn strip_version(mut req: Request) -> Request {
-    let path = req.uri().path();
+    let path = req.uri().path().to_owned();
     if let Some(rest) = path.strip_prefix("/v") {
         if let Some((ver, tail)) = rest.split_once('/') {
             let is_version = !ver.is_empty()
@@ -76,6 +123,9 @@ fn strip_version(mut req: Request) -> Request {
                     .split('.')
                     .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
             if is_version {
+                if let Some((a, b)) = parse_version(ver) {
+                    req.extensions_mut().insert(RequestedVersion(a, b));
+                }
                 let mut pq = format!("/{tail}");
                 if let Some(q) = req.uri().query() {
                     pq.push('?');
@@ -100,7 +150,7 @@ pub async fn serve(
     ctl: Arc<Controller>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = tower::util::MapRequestLayer::new(strip_version).layer(router(ctl));
+    let app = tower::util::MapRequestLayer::new(strip_version).layer(router(AppState::new(ctl)));
     axum::serve(
         listener,
         axum::ServiceExt::<Request>::into_make_service(app),

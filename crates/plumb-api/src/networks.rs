@@ -1,25 +1,41 @@
 //! `/networks`: list, inspect, create, delete, connect, disconnect, prune.
 
 use crate::convert;
+use crate::error::body_bytes;
 use crate::error::{parse_json, ApiError};
+use crate::filters::{self, Filters};
 use crate::render;
 use crate::types::{Connect, Disconnect, NetworkCreate};
 use crate::AppState;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// Query with Docker's `filters`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct FilterQuery {
+    filters: Option<String>,
+}
+
 /// `GET /networks`.
-pub async fn list(State(s): State<AppState>) -> Json<Value> {
-    let nets = s.ctl.networks().await;
-    Json(Value::Array(
-        nets.iter()
-            .map(|v| render::network_summary(&v.network))
-            .collect(),
-    ))
+pub async fn list(
+    State(s): State<AppState>,
+    Query(q): Query<FilterQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let f = Filters::parse(q.filters.as_deref(), filters::NETWORK_KEYS)?;
+    let mut out = Vec::new();
+    for v in s.ctl.networks().await {
+        if filters::network_matches(&f, &v)? {
+            out.push(render::network_summary(&v.network));
+        }
+    }
+    Ok(Json(Value::Array(out)))
 }
 
 /// `GET /networks/{id}`.
@@ -32,8 +48,11 @@ pub async fn inspect(
 }
 
 /// `POST /networks/create`.
-pub async fn create(State(s): State<AppState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
-    let req: NetworkCreate = parse_json(&body)?;
+pub async fn create(
+    State(s): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let req: NetworkCreate = parse_json(&body_bytes(body)?)?;
     let spec = convert::network_spec(req)?;
     let n = s.ctl.create_network(spec).await?;
     Ok((
@@ -55,9 +74,9 @@ pub async fn delete(
 pub async fn connect(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let req: Connect = parse_json(&body)?;
+    let req: Connect = parse_json(&body_bytes(body)?)?;
     if req.container.is_empty() {
         return Err(ApiError::bad_request(
             "invalid Container: a sandbox name or id is required",
@@ -72,9 +91,9 @@ pub async fn connect(
 pub async fn disconnect(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let req: Disconnect = parse_json(&body)?;
+    let req: Disconnect = parse_json(&body_bytes(body)?)?;
     if req.container.is_empty() {
         return Err(ApiError::bad_request(
             "invalid Container: a sandbox name or id is required",
@@ -84,8 +103,35 @@ pub async fn disconnect(
     Ok(StatusCode::OK)
 }
 
-/// `POST /networks/prune`.
-pub async fn prune(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let deleted = s.ctl.prune_networks(|_| false).await?;
+/// `POST /networks/prune` (filters `until`, `label`, `label!`).
+pub async fn prune(
+    State(s): State<AppState>,
+    Query(q): Query<FilterQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let f = Filters::parse(q.filters.as_deref(), &["until", "label", "label!"])?;
+    let now = plumb_core::events::now_nanos();
+    let until = match f.get("until") {
+        Some([t]) => Some(filters::parse_time(t, now)?),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid filter 'until': give one value",
+            ))
+        }
+        None => None,
+    };
+    let labels = f.get("label").map(<[String]>::to_vec);
+    let not_labels = f.get("label!").map(<[String]>::to_vec);
+    let keep = move |n: &plumb_core::model::Network| {
+        let too_new = until.is_some_and(|u| n.created_unix_nanos > u);
+        let lacks = labels
+            .as_ref()
+            .is_some_and(|l| !filters::labels_match(&n.spec.labels, l));
+        let excluded = not_labels.as_ref().is_some_and(|l| {
+            l.iter()
+                .any(|x| filters::labels_match(&n.spec.labels, std::slice::from_ref(x)))
+        });
+        too_new || lacks || excluded
+    };
+    let deleted = s.ctl.prune_networks(keep).await?;
     Ok(Json(json!({ "NetworksDeleted": deleted })))
 }

@@ -3,76 +3,68 @@
 use plumb_core::model::Network;
 use plumb_core::{NetworkView, SandboxView};
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 
-/// RFC 3339 with nanoseconds, UTC, as Docker prints `Created`.
-pub fn rfc3339_nanos(unix_nanos: u128) -> String {
-    let secs = (unix_nanos / 1_000_000_000) as i64;
-    let nanos = (unix_nanos % 1_000_000_000) as u32;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let base = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    );
-    if unix_nanos == 0 {
-        return "0001-01-01T00:00:00Z".into();
+pub use plumb_core::events::rfc3339_nanos;
+
+fn ip_config(
+    subnet: String,
+    range: Option<String>,
+    gw: Option<String>,
+    aux: &BTreeMap<String, IpAddr>,
+) -> Value {
+    let mut c = Map::new();
+    c.insert("Subnet".into(), json!(subnet));
+    if let Some(r) = range {
+        c.insert("IPRange".into(), json!(r));
     }
-    format!("{base}.{nanos:09}Z")
+    if let Some(g) = gw {
+        c.insert("Gateway".into(), json!(g));
+    }
+    if !aux.is_empty() {
+        let aux: Map<String, Value> = aux
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v.to_string())))
+            .collect();
+        c.insert("AuxiliaryAddresses".into(), Value::Object(aux));
+    }
+    Value::Object(c)
 }
 
-/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
+/// `IPAM` as Docker shows it: pools the user asked for are echoed with exactly the fields
+/// given; pools plumb chose show their subnet and gateway.
 fn ipam_config(n: &Network) -> Value {
-    // Echo what the user asked for; show allocated pools when they asked for none.
     let configs: Vec<Value> = n
         .pools
         .iter()
         .map(|p| {
-            let mut c = Map::new();
-            c.insert("Subnet".into(), json!(p.subnet.to_string()));
-            if let Some(r) = p.ip_range {
-                c.insert("IPRange".into(), json!(r.to_string()));
+            let asked = n.spec.pools.iter().find(|r| r.subnet == Some(p.subnet));
+            match asked {
+                Some(r) => ip_config(
+                    p.subnet.to_string(),
+                    r.ip_range.map(|x| x.to_string()),
+                    r.gateway.map(|x| x.to_string()),
+                    &r.aux_addresses,
+                ),
+                None => ip_config(
+                    p.subnet.to_string(),
+                    None,
+                    p.gateway.map(|g| g.to_string()),
+                    &BTreeMap::new(),
+                ),
             }
-            if let Some(g) = p.gateway {
-                c.insert("Gateway".into(), json!(g.to_string()));
-            }
-            if !p.aux_addresses.is_empty() {
-                let aux: Map<String, Value> = p
-                    .aux_addresses
-                    .iter()
-                    .map(|(k, v)| (k.clone(), json!(v.to_string())))
-                    .collect();
-                c.insert("AuxiliaryAddresses".into(), Value::Object(aux));
-            }
-            Value::Object(c)
         })
         .collect();
     json!({
         "Driver": n.spec.ipam_driver,
-        "Options": if n.spec.ipam_options.is_empty() { Value::Null } else { json!(n.spec.ipam_options) },
+        "Options": n.spec.ipam_options,
         "Config": configs,
     })
 }
 
 /// A network as `GET /networks` lists it (no Containers).
 pub fn network_summary(n: &Network) -> Value {
-    let mut options = n.driver_options.clone();
-    options.extend(n.spec.options.clone());
     json!({
         "Name": n.spec.name,
         "Id": n.id.to_string(),
@@ -87,7 +79,7 @@ pub fn network_summary(n: &Network) -> Value {
         "Ingress": n.spec.ingress,
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": false,
-        "Options": options,
+        "Options": n.spec.options,
         "Labels": n.spec.labels,
     })
 }
@@ -150,22 +142,4 @@ pub fn sandbox(v: &SandboxView) -> Value {
         "Created": rfc3339_nanos(sb.created_unix_nanos),
         "Endpoints": endpoints,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339() {
-        assert_eq!(
-            rfc3339_nanos(1_700_000_000_123_456_789),
-            "2023-11-14T22:13:20.123456789Z"
-        );
-        assert_eq!(rfc3339_nanos(0), "0001-01-01T00:00:00Z");
-        assert_eq!(
-            rfc3339_nanos(951_782_400_000_000_001),
-            "2000-02-29T00:00:00.000000001Z"
-        );
-    }
 }

@@ -1,11 +1,13 @@
 //! `/plumb/v1/sandboxes`: plumb's own sandbox resource.
 
 use crate::convert;
+use crate::error::body_bytes;
 use crate::error::{parse_json, ApiError};
 use crate::render;
 use crate::types::SandboxCreate;
 use crate::AppState;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -27,8 +29,11 @@ pub async fn inspect(
 }
 
 /// `POST /plumb/v1/sandboxes`.
-pub async fn create(State(s): State<AppState>, body: Bytes) -> Result<impl IntoResponse, ApiError> {
-    let req: SandboxCreate = parse_json(&body)?;
+pub async fn create(
+    State(s): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let req: SandboxCreate = parse_json(&body_bytes(body)?)?;
     let spec = convert::sandbox_spec(req)?;
     let sb = s.ctl.create_sandbox(spec).await?;
     Ok((

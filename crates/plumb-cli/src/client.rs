@@ -87,6 +87,50 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Sends a GET and calls `on_line` for every line of the streamed body until it ends.
+    pub async fn stream_lines(
+        &self,
+        path: &str,
+        mut on_line: impl FnMut(&str),
+    ) -> anyhow::Result<()> {
+        use hyper::body::Body as _;
+        let stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .with_context(|| format!("cannot reach plumbd at {}", self.socket.display()))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header("Host", "plumb")
+            .body(Full::new(Bytes::new()))?;
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let bytes = body.collect().await?.to_bytes();
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            bail!("{}", v["message"].as_str().unwrap_or("request failed"));
+        }
+        let mut buf = Vec::new();
+        while !body.is_end_stream() {
+            let Some(frame) = body.frame().await else {
+                break;
+            };
+            if let Ok(data) = frame?.into_data() {
+                buf.extend_from_slice(&data);
+                while let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=i).collect();
+                    on_line(String::from_utf8_lossy(&line).trim_end());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Percent-encodes a path segment.
 pub fn seg(s: &str) -> String {
     let mut out = String::new();

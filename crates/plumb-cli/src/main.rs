@@ -2,6 +2,7 @@
 //! sandboxes.
 
 mod client;
+mod events;
 mod exec;
 mod network;
 mod sandbox;
@@ -39,6 +40,8 @@ enum Cmd {
     Exec(exec::ExecArgs),
     /// Run a command in a new sandbox connected to networks; remove the sandbox after.
     Run(exec::RunArgs),
+    /// Stream events (network create, connect, disconnect, destroy; sandbox create, destroy).
+    Events(events::EventsArgs),
 }
 
 fn main() {
@@ -60,6 +63,7 @@ fn main() {
             Cmd::Sandbox(c) => sandbox::run(&client, c).await.map(|_| 0),
             Cmd::Exec(a) => exec::exec(&client, a).await,
             Cmd::Run(a) => exec::run(&client, a).await,
+            Cmd::Events(a) => events::run(&client, a).await.map(|_| 0),
         }
     });
     match code {

@@ -63,8 +63,8 @@ pub struct NetworkSpec {
     pub ipam_driver: String,
     /// IPAM pools asked for (v4 and v6 mixed).
     pub pools: Vec<PoolRequest>,
-    /// IPAM driver options.
-    pub ipam_options: BTreeMap<String, String>,
+    /// IPAM driver options (None when the user gave none, as Docker tells apart).
+    pub ipam_options: Option<BTreeMap<String, String>>,
     /// Driver options (`-o k=v`).
     pub options: BTreeMap<String, String>,
     /// User labels.

@@ -1,0 +1,341 @@
+//! The real docker CLI (28.x) against plumbd, through DOCKER_HOST: create with every flag,
+//! ls with filters, inspect with templates, connect/disconnect, rm, prune, events, errors.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use plumb_e2e::host;
+use plumb_testkit::{CmdOutput, TestHost};
+use std::process::Command;
+
+fn docker(h: &TestHost, args: &[&str]) -> CmdOutput {
+    let out = Command::new("docker")
+        .env("DOCKER_HOST", format!("unix://{}", h.socket.display()))
+        .env("DOCKER_CONFIG", h.dir.join("docker-config"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("the docker CLI is needed for this test: {e}"));
+    CmdOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn ok(h: &TestHost, args: &[&str]) -> String {
+    let o = docker(h, args);
+    assert!(o.ok(), "docker {}: {}", args.join(" "), o.stderr);
+    o.stdout
+}
+
+#[test]
+fn docker_cli_network_commands() {
+    let Some(h) = host() else { return };
+    let t0 = ok(&h, &["version", "--format", "{{.Server.APIVersion}}"]);
+    assert!(t0.trim().starts_with("1."), "{t0}");
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
+
+    let id = ok(
+        &h,
+        &[
+            "network",
+            "create",
+            "--driver",
+            "bridge",
+            "--subnet",
+            "10.77.0.0/24",
+            "--gateway",
+            "10.77.0.1",
+            "--ip-range",
+            "10.77.0.0/25",
+            "--aux-address",
+            "reserved=10.77.0.200",
+            "--label",
+            "team=blue",
+            "-o",
+            "com.docker.network.bridge.name=dk-br0",
+            "--attachable",
+            "n1",
+        ],
+    );
+    assert_eq!(id.trim().len(), 64, "{id}");
+    ok(
+        &h,
+        &[
+            "network",
+            "create",
+            "--internal",
+            "--ipv6",
+            "--subnet",
+            "fd00:dd::/64",
+            "n6",
+        ],
+    );
+
+    // ls and its filters.
+    let names = ok(&h, &["network", "ls", "--format", "{{.Name}}"]);
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, ["bridge", "host", "n1", "n6", "none"]);
+    assert_eq!(
+        ok(
+            &h,
+            &[
+                "network",
+                "ls",
+                "--filter",
+                "label=team=blue",
+                "--format",
+                "{{.Name}}"
+            ]
+        )
+        .trim(),
+        "n1"
+    );
+    assert_eq!(
+        ok(
+            &h,
+            &[
+                "network",
+                "ls",
+                "--filter",
+                "driver=null",
+                "--format",
+                "{{.Name}}"
+            ]
+        )
+        .trim(),
+        "none"
+    );
+    let custom = ok(
+        &h,
+        &[
+            "network",
+            "ls",
+            "--filter",
+            "type=custom",
+            "--format",
+            "{{.Name}}",
+        ],
+    );
+    assert_eq!(custom.lines().count(), 2, "{custom}");
+    assert_eq!(
+        ok(
+            &h,
+            &[
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("id={}", &id[..10])
+            ]
+        )
+        .trim(),
+        &id[..12]
+    );
+    assert_eq!(
+        ok(
+            &h,
+            &[
+                "network",
+                "ls",
+                "--filter",
+                "name=n6",
+                "--format",
+                "{{.Name}} {{.Scope}}"
+            ]
+        )
+        .trim(),
+        "n6 local"
+    );
+    let table = ok(&h, &["network", "ls"]);
+    assert!(
+        table.starts_with("NETWORK ID     NAME      DRIVER    SCOPE"),
+        "{table}"
+    );
+
+    // inspect with templates.
+    let cfg = ok(
+        &h,
+        &["network", "inspect", "-f", "{{json .IPAM.Config}}", "n1"],
+    );
+    let cfg: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    assert_eq!(
+        cfg,
+        serde_json::json!([{"Subnet": "10.77.0.0/24", "IPRange": "10.77.0.0/25", "Gateway": "10.77.0.1",
+                            "AuxiliaryAddresses": {"reserved": "10.77.0.200"}}])
+    );
+    assert_eq!(
+        ok(
+            &h,
+            &[
+                "network",
+                "inspect",
+                "-f",
+                "{{.Internal}} {{.EnableIPv6}} {{.Attachable}}",
+                "n6"
+            ]
+        )
+        .trim(),
+        "true true false"
+    );
+    assert_eq!(
+        ok(
+            &h,
+            &[
+                "network",
+                "inspect",
+                "-f",
+                "{{index .Options \"com.docker.network.bridge.name\"}} {{.Labels.team}}",
+                "n1"
+            ]
+        )
+        .trim(),
+        "dk-br0 blue"
+    );
+
+    // connect and disconnect sandboxes made with plumb.
+    h.plumb_ok(&["sandbox", "create", "c1"]);
+    h.plumb_ok(&["sandbox", "create", "c2"]);
+    ok(
+        &h,
+        &[
+            "network",
+            "connect",
+            "--ip",
+            "10.77.0.50",
+            "--alias",
+            "web",
+            "n1",
+            "c1",
+        ],
+    );
+    ok(&h, &["network", "connect", "n1", "c2"]);
+    let members = ok(
+        &h,
+        &[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .Containers}}{{.Name}}={{.IPv4Address}} {{end}}",
+            "n1",
+        ],
+    );
+    assert!(members.contains("c1=10.77.0.50/24"), "{members}");
+    assert!(members.contains("c2=10.77.0."), "{members}");
+    let e = docker(&h, &["network", "connect", "n1", "c1"]);
+    assert!(
+        !e.ok() && e.stderr.contains("already attached"),
+        "{}",
+        e.stderr
+    );
+    let e = docker(&h, &["network", "rm", "n1"]);
+    assert!(
+        !e.ok() && e.stderr.contains("has active endpoints"),
+        "{}",
+        e.stderr
+    );
+    ok(&h, &["network", "disconnect", "n1", "c2"]);
+    ok(&h, &["network", "disconnect", "--force", "n1", "c1"]);
+
+    // Errors as dockerd words them.
+    let e = docker(&h, &["network", "inspect", "nope"]);
+    assert!(
+        !e.ok() && e.stderr.contains("network nope not found"),
+        "{}",
+        e.stderr
+    );
+    let e = docker(&h, &["network", "create", "n1"]);
+    assert!(
+        !e.ok() && e.stderr.contains("network with name n1 already exists"),
+        "{}",
+        e.stderr
+    );
+    let e = docker(&h, &["network", "rm", "bridge"]);
+    assert!(
+        !e.ok() && e.stderr.contains("pre-defined network"),
+        "{}",
+        e.stderr
+    );
+    let e = docker(
+        &h,
+        &["network", "create", "--subnet", "10.77.0.0/16", "overlap"],
+    );
+    assert!(!e.ok() && e.stderr.contains("overlaps"), "{}", e.stderr);
+
+    // rm and prune.
+    assert_eq!(ok(&h, &["network", "rm", "n1"]).trim(), "n1");
+    let pruned = ok(&h, &["network", "prune", "-f"]);
+    assert!(
+        pruned.contains("Deleted Networks:") && pruned.contains("n6"),
+        "{pruned}"
+    );
+    assert_eq!(
+        ok(&h, &["network", "ls", "-q"]).lines().count(),
+        3,
+        "only the predefined networks remain"
+    );
+
+    // The events of all that, in Docker's format.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let events = ok(
+        &h,
+        &[
+            "events",
+            "--filter",
+            "type=network",
+            "--since",
+            &start.to_string(),
+            "--until",
+            &now.to_string(),
+            "--format",
+            "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+        ],
+    );
+    for want in [
+        "network create n1",
+        "network create n6",
+        "network connect n1",
+        "network disconnect n1",
+        "network destroy n1",
+        "network destroy n6",
+    ] {
+        assert!(
+            events.contains(want),
+            "{want:?} missing from events:\n{events}"
+        );
+    }
+}
+
+#[test]
+fn api_version_negotiation_and_errors() {
+    let Some(h) = host() else { return };
+    let (st, v) = h.api("GET", "/v1.12/networks", None);
+    assert_eq!(st, 400);
+    assert!(v["message"].as_str().unwrap().contains("too old"), "{v}");
+    let (st, v) = h.api("GET", "/v1.99/networks", None);
+    assert_eq!(st, 400);
+    assert!(v["message"].as_str().unwrap().contains("too new"), "{v}");
+    assert_eq!(h.api("GET", "/v1.41/networks", None).0, 200);
+    assert_eq!(
+        h.api(
+            "GET",
+            "/v1.50/networks?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D",
+            None
+        )
+        .0,
+        400
+    );
+    // A body over 1 MiB is refused with a message, and plumbd lives on.
+    let big = serde_json::json!({"Name": "x".repeat(1 << 21)});
+    let (st, v) = h.api("POST", "/networks/create", Some(&big));
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(h.api("GET", "/_ping", None).0, 200);
+}
