@@ -1,32 +1,41 @@
 //! Request bodies, with Docker's exact field names.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
+
+/// Reads `null` as the default value: Go clients send null for empty strings and lists.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
 
 /// `POST /networks/create`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
 pub struct NetworkCreate {
     /// Name.
-    #[serde(rename = "Name")]
+    #[serde(rename = "Name", deserialize_with = "nullable")]
     pub name: String,
     /// Driver.
-    #[serde(rename = "Driver")]
+    #[serde(rename = "Driver", deserialize_with = "nullable")]
     pub driver: String,
     /// Scope.
-    #[serde(rename = "Scope")]
+    #[serde(rename = "Scope", deserialize_with = "nullable")]
     pub scope: String,
     /// Internal.
-    #[serde(rename = "Internal")]
+    #[serde(rename = "Internal", deserialize_with = "nullable")]
     pub internal: bool,
     /// Attachable.
-    #[serde(rename = "Attachable")]
+    #[serde(rename = "Attachable", deserialize_with = "nullable")]
     pub attachable: bool,
     /// Ingress.
-    #[serde(rename = "Ingress")]
+    #[serde(rename = "Ingress", deserialize_with = "nullable")]
     pub ingress: bool,
     /// ConfigOnly (not supported).
-    #[serde(rename = "ConfigOnly")]
+    #[serde(rename = "ConfigOnly", deserialize_with = "nullable")]
     pub config_only: bool,
     /// ConfigFrom (not supported).
     #[serde(rename = "ConfigFrom")]
@@ -56,7 +65,7 @@ pub struct NetworkCreate {
 #[serde(default)]
 pub struct ConfigFrom {
     /// The config-only network.
-    #[serde(rename = "Network")]
+    #[serde(rename = "Network", deserialize_with = "nullable")]
     pub network: String,
 }
 
@@ -65,7 +74,7 @@ pub struct ConfigFrom {
 #[serde(default)]
 pub struct Ipam {
     /// IPAM driver.
-    #[serde(rename = "Driver")]
+    #[serde(rename = "Driver", deserialize_with = "nullable")]
     pub driver: String,
     /// Pools.
     #[serde(rename = "Config")]
@@ -80,13 +89,13 @@ pub struct Ipam {
 #[serde(default)]
 pub struct IpamConfig {
     /// Subnet.
-    #[serde(rename = "Subnet")]
+    #[serde(rename = "Subnet", deserialize_with = "nullable")]
     pub subnet: String,
     /// IPRange.
-    #[serde(rename = "IPRange")]
+    #[serde(rename = "IPRange", deserialize_with = "nullable")]
     pub ip_range: String,
     /// Gateway.
-    #[serde(rename = "Gateway")]
+    #[serde(rename = "Gateway", deserialize_with = "nullable")]
     pub gateway: String,
     /// AuxiliaryAddresses.
     #[serde(rename = "AuxiliaryAddresses")]
@@ -98,7 +107,7 @@ pub struct IpamConfig {
 #[serde(default)]
 pub struct Connect {
     /// Sandbox name or id.
-    #[serde(rename = "Container")]
+    #[serde(rename = "Container", deserialize_with = "nullable")]
     pub container: String,
     /// Endpoint settings.
     #[serde(rename = "EndpointConfig")]
@@ -116,13 +125,13 @@ pub struct EndpointConfig {
     #[serde(rename = "Aliases")]
     pub aliases: Option<Vec<String>>,
     /// MAC address.
-    #[serde(rename = "MacAddress")]
+    #[serde(rename = "MacAddress", deserialize_with = "nullable")]
     pub mac_address: String,
     /// Driver options.
     #[serde(rename = "DriverOpts")]
     pub driver_opts: Option<BTreeMap<String, String>>,
     /// Gateway priority.
-    #[serde(rename = "GwPriority")]
+    #[serde(rename = "GwPriority", deserialize_with = "nullable")]
     pub gw_priority: i32,
 }
 
@@ -131,10 +140,10 @@ pub struct EndpointConfig {
 #[serde(default)]
 pub struct EndpointIpam {
     /// IPv4 address.
-    #[serde(rename = "IPv4Address")]
+    #[serde(rename = "IPv4Address", deserialize_with = "nullable")]
     pub ipv4: String,
     /// IPv6 address.
-    #[serde(rename = "IPv6Address")]
+    #[serde(rename = "IPv6Address", deserialize_with = "nullable")]
     pub ipv6: String,
 }
 
@@ -143,10 +152,10 @@ pub struct EndpointIpam {
 #[serde(default)]
 pub struct Disconnect {
     /// Sandbox name or id.
-    #[serde(rename = "Container")]
+    #[serde(rename = "Container", deserialize_with = "nullable")]
     pub container: String,
     /// Force.
-    #[serde(rename = "Force")]
+    #[serde(rename = "Force", deserialize_with = "nullable")]
     pub force: bool,
 }
 
@@ -155,24 +164,24 @@ pub struct Disconnect {
 #[serde(default)]
 pub struct SandboxCreate {
     /// Name.
-    #[serde(rename = "Name")]
+    #[serde(rename = "Name", deserialize_with = "nullable")]
     pub name: String,
     /// Hostname.
-    #[serde(rename = "Hostname")]
+    #[serde(rename = "Hostname", deserialize_with = "nullable")]
     pub hostname: String,
     /// Share the host's stack.
-    #[serde(rename = "HostMode")]
+    #[serde(rename = "HostMode", deserialize_with = "nullable")]
     pub host_mode: bool,
     /// Nameservers.
-    #[serde(rename = "Dns")]
+    #[serde(rename = "Dns", deserialize_with = "nullable")]
     pub dns: Vec<String>,
     /// Search domains.
-    #[serde(rename = "DnsSearch")]
+    #[serde(rename = "DnsSearch", deserialize_with = "nullable")]
     pub dns_search: Vec<String>,
     /// resolv.conf options.
-    #[serde(rename = "DnsOptions")]
+    #[serde(rename = "DnsOptions", deserialize_with = "nullable")]
     pub dns_options: Vec<String>,
     /// `name:ip` entries for the hosts file.
-    #[serde(rename = "ExtraHosts")]
+    #[serde(rename = "ExtraHosts", deserialize_with = "nullable")]
     pub extra_hosts: Vec<String>,
 }
