@@ -1,0 +1,1 @@
+//! End-to-end checks of plumbd with bollard, the Rust Docker SDK (tests only).
