@@ -11,15 +11,29 @@ fn venv() -> PathBuf {
     let dir = PathBuf::from("/tmp/plumb-docker-py-venv");
     let py = dir.join("bin/python");
     let ready = py.exists()
-        && Command::new(&py).args(["-c", "import docker"]).status().map(|s| s.success()).unwrap_or(false);
+        && Command::new(&py)
+            .args(["-c", "import docker"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
     if !ready {
-        let st = Command::new("python3").args(["-m", "venv"]).arg(&dir).status().expect("python3 is needed");
-        assert!(st.success(), "python3 -m venv failed (Debian: install python3-venv)");
+        let st = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .status()
+            .expect("python3 is needed");
+        assert!(
+            st.success(),
+            "python3 -m venv failed (Debian: install python3-venv)"
+        );
         let st = Command::new(dir.join("bin/pip"))
             .args(["install", "--quiet", "docker>=7,<8"])
             .status()
             .unwrap();
-        assert!(st.success(), "pip install docker failed (PyPI unreachable?)");
+        assert!(
+            st.success(),
+            "pip install docker failed (PyPI unreachable?)"
+        );
     }
     py
 }
@@ -37,6 +51,9 @@ fn docker_py_networks() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "docker-py checks failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "docker-py checks failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("all checks passed"), "{stdout}");
 }

@@ -5,8 +5,8 @@
 
 use bollard::errors::Error;
 use bollard::models::{
-    EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest,
-    NetworkDisconnectRequest,
+    EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, NetworkConnectRequest,
+    NetworkCreateRequest, NetworkDisconnectRequest,
 };
 use bollard::query_parameters::{InspectNetworkOptions, ListNetworksOptions, PruneNetworksOptions};
 use bollard::{Docker, API_DEFAULT_VERSION};
@@ -14,7 +14,10 @@ use std::collections::HashMap;
 
 fn status(e: Error) -> (u16, String) {
     match e {
-        Error::DockerResponseServerError { status_code, message } => (status_code, message),
+        Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => (status_code, message),
         other => panic!("expected a server error, got {other:?}"),
     }
 }
@@ -24,7 +27,9 @@ async fn bollard_networks() {
     if !plumb_testkit::prerequisites() {
         return;
     }
-    let h = tokio::task::spawn_blocking(plumb_testkit::TestHost::started).await.unwrap();
+    let h = tokio::task::spawn_blocking(plumb_testkit::TestHost::started)
+        .await
+        .unwrap();
     h.plumb_ok(&["sandbox", "create", "rs1"]);
     let docker = Docker::connect_with_unix(&h.socket.to_string_lossy(), 30, API_DEFAULT_VERSION)
         .unwrap()
@@ -55,7 +60,12 @@ async fn bollard_networks() {
     assert_eq!(created.id.len(), 64);
 
     let filters = HashMap::from([("label".to_owned(), vec!["app=rs".to_owned()])]);
-    let listed = docker.list_networks(Some(ListNetworksOptions { filters: Some(filters) })).await.unwrap();
+    let listed = docker
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].name.as_deref(), Some("rs"));
 
@@ -65,7 +75,10 @@ async fn bollard_networks() {
             NetworkConnectRequest {
                 container: "rs1".into(),
                 endpoint_config: Some(EndpointSettings {
-                    ipam_config: Some(EndpointIpamConfig { ipv4_address: Some("10.99.0.200".into()), ..Default::default() }),
+                    ipam_config: Some(EndpointIpamConfig {
+                        ipv4_address: Some("10.99.0.200".into()),
+                        ..Default::default()
+                    }),
                     aliases: Some(vec!["api".into()]),
                     ..Default::default()
                 }),
@@ -73,7 +86,10 @@ async fn bollard_networks() {
         )
         .await
         .unwrap();
-    let n = docker.inspect_network("rs", None::<InspectNetworkOptions>).await.unwrap();
+    let n = docker
+        .inspect_network("rs", None::<InspectNetworkOptions>)
+        .await
+        .unwrap();
     assert_eq!(n.id.as_deref(), Some(created.id.as_str()));
     let ipam = n.ipam.unwrap();
     let cfg = &ipam.config.unwrap()[0];
@@ -88,23 +104,43 @@ async fn bollard_networks() {
 
     let (code, msg) = status(docker.remove_network("rs").await.unwrap_err());
     assert_eq!(code, 403, "{msg}");
-    let (code, msg) = status(docker.inspect_network("missing", None::<InspectNetworkOptions>).await.unwrap_err());
+    let (code, msg) = status(
+        docker
+            .inspect_network("missing", None::<InspectNetworkOptions>)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((code, msg.as_str()), (404, "network missing not found"));
     let (code, _) = status(
         docker
-            .create_network(NetworkCreateRequest { name: "rs".into(), ..Default::default() })
+            .create_network(NetworkCreateRequest {
+                name: "rs".into(),
+                ..Default::default()
+            })
             .await
             .unwrap_err(),
     );
     assert_eq!(code, 409);
 
     docker
-        .disconnect_network("rs", NetworkDisconnectRequest { container: "rs1".into(), force: Some(false) })
+        .disconnect_network(
+            "rs",
+            NetworkDisconnectRequest {
+                container: "rs1".into(),
+                force: Some(false),
+            },
+        )
         .await
         .unwrap();
-    let pruned = docker.prune_networks(None::<PruneNetworksOptions>).await.unwrap();
+    let pruned = docker
+        .prune_networks(None::<PruneNetworksOptions>)
+        .await
+        .unwrap();
     assert_eq!(pruned.networks_deleted, Some(vec!["rs".to_owned()]));
-    let all = docker.list_networks(None::<ListNetworksOptions>).await.unwrap();
+    let all = docker
+        .list_networks(None::<ListNetworksOptions>)
+        .await
+        .unwrap();
     assert_eq!(all.len(), 3, "predefined networks remain");
     tokio::task::spawn_blocking(move || drop(h)).await.unwrap();
 }
