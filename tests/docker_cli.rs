@@ -338,4 +338,45 @@ fn api_version_negotiation_and_errors() {
     let (st, v) = h.api("POST", "/networks/create", Some(&big));
     assert_eq!(st, 400, "{v}");
     assert_eq!(h.api("GET", "/_ping", None).0, 200);
+    let (st, doc) = h.api("GET", "/plumb/v1/openapi.json", None);
+    assert_eq!(st, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+}
+
+#[test]
+fn other_users_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let Some(h) = host() else { return };
+    let mode = std::fs::metadata(&h.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660, "socket mode");
+    let as_nobody = |h: &TestHost| {
+        Command::new(plumb_testkit::bin_dir().join("plumb"))
+            .args([
+                "-H",
+                &format!("unix://{}", h.socket.display()),
+                "network",
+                "ls",
+            ])
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
+    let o = as_nobody(&h);
+    assert!(
+        !o.status.success(),
+        "nobody must not reach plumbd through a 0660 socket"
+    );
+    // Even with the socket opened up by mistake, plumbd refuses the peer.
+    std::fs::set_permissions(&h.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&h.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let o = as_nobody(&h);
+    assert!(
+        !o.status.success(),
+        "plumbd must refuse uid 65534: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(h.log().contains("refused a connection"), "{}", h.log());
+    assert_eq!(h.api("GET", "/_ping", None).0, 200, "root still served");
 }

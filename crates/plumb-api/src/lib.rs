@@ -45,6 +45,16 @@ impl AppState {
     }
 }
 
+/// The OpenAPI 3 description of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+}
+
 /// The API version a request asked for in its path, if any.
 #[derive(Debug, Clone, Copy)]
 struct RequestedVersion(u32, u32);
@@ -93,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/networks/{id}/connect", post(networks::connect))
         .route("/networks/{id}/disconnect", post(networks::disconnect))
+        .route("/plumb/v1/openapi.json", get(openapi))
         .route(
             "/plumb/v1/sandboxes",
             get(sandboxes::list).post(sandboxes::create),
@@ -144,9 +155,62 @@ fn strip_version(mut req: Request) -> Request {
     req
 }
 
+/// Who may talk to plumbd: peers whose uid or primary gid is listed (root always may).
+#[derive(Debug, Clone, Default)]
+pub struct AllowedPeers {
+    /// Allowed user ids.
+    pub uids: Vec<u32>,
+    /// Allowed group ids.
+    pub gids: Vec<u32>,
+}
+
+/// A unix listener that drops connections from peers not in [`AllowedPeers`] (checked with
+/// SO_PEERCRED), a second line behind the socket's 0660 mode.
+pub struct PeerCheckedListener {
+    inner: tokio::net::UnixListener,
+    allowed: AllowedPeers,
+}
+
+impl PeerCheckedListener {
+    /// Wraps a bound listener.
+    pub fn new(inner: tokio::net::UnixListener, allowed: AllowedPeers) -> Self {
+        PeerCheckedListener { inner, allowed }
+    }
+
+    fn allows(&self, uid: u32, gid: u32) -> bool {
+        uid == 0 || self.allowed.uids.contains(&uid) || self.allowed.gids.contains(&gid)
+    }
+}
+
+impl axum::serve::Listener for PeerCheckedListener {
+    type Io = tokio::net::UnixStream;
+    type Addr = tokio::net::unix::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+            match stream.peer_cred() {
+                Ok(c) if self.allows(c.uid(), c.gid()) => return (stream, addr),
+                Ok(c) => tracing::warn!(
+                    uid = c.uid(),
+                    gid = c.gid(),
+                    "refused a connection from a user not allowed to use plumbd"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "refused a connection without peer credentials")
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
 /// Serves the API on `listener` until `shutdown` resolves, then finishes in-flight requests.
 pub async fn serve(
-    listener: tokio::net::UnixListener,
+    listener: PeerCheckedListener,
     ctl: Arc<Controller>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -157,4 +221,21 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn openapi_document_is_valid_json_and_lists_every_route() {
+        let v: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        for p in [
+            "/networks",
+            "/networks/create",
+            "/networks/{id}/connect",
+            "/events",
+            "/plumb/v1/sandboxes/{id}",
+        ] {
+            assert!(v["paths"][p].is_object(), "{p} missing");
+        }
+    }
 }

@@ -129,9 +129,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::UnixListener::bind(&socket)
         .with_context(|| format!("binding {}", socket.display()))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))?;
+    let mut allowed = plumb_api::AllowedPeers {
+        uids: vec![nix::unistd::geteuid().as_raw()],
+        gids: Vec::new(),
+    };
     if let Ok(Some(g)) = nix::unistd::Group::from_name("plumb") {
         let _ = nix::unistd::chown(&socket, None, Some(g.gid));
+        allowed.gids.push(g.gid.as_raw());
     }
+    let listener = plumb_api::PeerCheckedListener::new(listener, allowed);
     tracing::info!(socket = %socket.display(), "plumbd ready");
     plumb_api::serve(listener, ctl, shutdown_signal()).await?;
     tracing::info!("plumbd stopped; kernel state left in place");
