@@ -1,5 +1,6 @@
 //! plumb-bench: endpoint connect/disconnect latency through plumbd's API, its growth over
-//! many endpoints, and plumbd's memory. Runs plumbd in a throwaway namespace (plumb-testkit);
+//! many endpoints, plumbd's memory, and the Docker API's list and inspect with the real docker
+//! CLI. Runs plumbd in a throwaway namespace (plumb-testkit);
 //! prints one JSON object per figure, then a Markdown table.
 //!
 //! Usage: `plumb-bench [ENDPOINTS]` (default 1000), as root, after building the release
@@ -55,6 +56,52 @@ fn latency_figures(out: &mut Vec<Figure>, what: &str, ms: &[f64], n: usize) {
             context: format!("{n} sandboxes on one bridge network, through the API socket"),
         });
     }
+}
+
+/// `docker network ls` as a whole process with 100 networks, and `GET /networks/{id}` round
+/// trips (each on a new connection, an upper bound of the server time).
+fn api_figures(figures: &mut Vec<Figure>) {
+    let h = TestHost::started();
+    for i in 0..97 {
+        let body = json!({"Name": format!("net{i}"), "IPAM": {"Config": [{"Subnet": format!("10.{}.{}.0/24", 10 + i / 200, i % 200)}]}});
+        let (st, v) = h.api("POST", "/networks/create", Some(&body));
+        assert_eq!(st, 201, "{v}");
+    }
+    let docker_host = format!("unix://{}", h.socket.display());
+    let mut ls = Vec::new();
+    for _ in 0..30 {
+        let t = Instant::now();
+        let out = std::process::Command::new("docker")
+            .env("DOCKER_HOST", &docker_host)
+            .env("DOCKER_CONFIG", h.dir.join("docker-config"))
+            .args(["network", "ls"])
+            .output()
+            .expect("the docker CLI");
+        ls.push(t.elapsed().as_secs_f64() * 1e3);
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 101);
+    }
+    figures.push(Figure {
+        name: "docker_network_ls_100_networks_median".into(),
+        unit: "ms",
+        value: median(&ls),
+        context: "whole docker CLI process (ping + list), 30 runs".into(),
+    });
+    let (_, list) = h.api("GET", "/networks", None);
+    let id = list[0]["Id"].as_str().unwrap().to_owned();
+    let mut get = Vec::new();
+    for _ in 0..2000 {
+        let t = Instant::now();
+        let (st, _) = h.api("GET", &format!("/v1.47/networks/{id}"), None);
+        get.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(st, 200);
+    }
+    figures.push(Figure {
+        name: "get_network_round_trip_median".into(),
+        unit: "ms",
+        value: median(&get),
+        context: "GET /networks/{id}, new connection per request, 2000 runs, 100 networks".into(),
+    });
 }
 
 fn main() {
@@ -123,6 +170,8 @@ fn main() {
         assert_eq!(st, 200, "disconnect s{i}: {v}");
     }
     latency_figures(&mut figures, "disconnect", &disconnect, n);
+
+    api_figures(&mut figures);
 
     for f in &figures {
         println!(
