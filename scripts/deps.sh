@@ -10,3 +10,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi
+# The docker-py compatibility test makes a venv; Debian's python3 needs python3-venv for that.
+if command -v python3 >/dev/null && ! python3 -m venv --help >/dev/null 2>&1; then
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv
+fi
