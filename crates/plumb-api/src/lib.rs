@@ -28,6 +28,9 @@ use tower::Layer;
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1 << 20;
 
+/// Renders metrics in the Prometheus text format.
+pub type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -35,14 +38,31 @@ pub struct AppState {
     pub ctl: Arc<Controller>,
     /// Event history and live feed.
     pub events: Arc<events::EventLog>,
+    /// Metrics of the parts plumbd wired in (the DNS resolver).
+    pub metrics: Option<MetricsFn>,
 }
 
 impl AppState {
     /// State for `ctl`; starts recording its events (call inside the runtime).
-    pub fn new(ctl: Arc<Controller>) -> Self {
+    pub fn new(ctl: Arc<Controller>, metrics: Option<MetricsFn>) -> Self {
         let events = events::EventLog::start(&ctl);
-        AppState { ctl, events }
+        AppState {
+            ctl,
+            events,
+            metrics,
+        }
     }
+}
+
+/// `GET /plumb/v1/metrics`.
+async fn metrics(
+    axum::extract::State(s): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
+    let body = s.metrics.as_ref().map(|f| f()).unwrap_or_default();
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        body,
+    )
 }
 
 /// The OpenAPI 3 description of this API.
@@ -104,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .route("/networks/{id}/connect", post(networks::connect))
         .route("/networks/{id}/disconnect", post(networks::disconnect))
         .route("/plumb/v1/openapi.json", get(openapi))
+        .route("/plumb/v1/metrics", get(metrics))
         .route(
             "/plumb/v1/sandboxes",
             get(sandboxes::list).post(sandboxes::create),
@@ -212,9 +233,11 @@ impl axum::serve::Listener for PeerCheckedListener {
 pub async fn serve(
     listener: PeerCheckedListener,
     ctl: Arc<Controller>,
+    metrics: Option<MetricsFn>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = tower::util::MapRequestLayer::new(strip_version).layer(router(AppState::new(ctl)));
+    let app = tower::util::MapRequestLayer::new(strip_version)
+        .layer(router(AppState::new(ctl, metrics)));
     axum::serve(
         listener,
         axum::ServiceExt::<Request>::into_make_service(app),

@@ -119,3 +119,14 @@ pub struct DefaultRoute {
     /// IPv6 next hop.
     pub v6: Option<Ipv6Addr>,
 }
+
+/// The embedded DNS resolver's side of sandboxes: a listener inside each sandbox that has its
+/// own network stack, up before the sandbox is handed to the runtime.
+#[async_trait]
+pub trait SandboxResolver: Send + Sync {
+    /// Starts answering inside the sandbox. Must succeed if it answers already.
+    async fn attach(&self, sandbox: &Sandbox) -> Result<(), BoxError>;
+
+    /// Stops answering inside the sandbox (before its namespace goes).
+    async fn detach(&self, sandbox: &Sandbox);
+}

@@ -10,6 +10,7 @@
 //! - [`driver`]: the contracts the OS side implements: [`driver::NetworkDriver`] per driver
 //!   and [`driver::SandboxOs`] for namespaces and their files.
 //! - [`events`]: what happened, for `plumb events` and Docker's event stream.
+//! - [`names::NameIndex`]: the names each sandbox may resolve, for the embedded DNS resolver.
 //!
 //! This crate depends on no Linux crate: the OS layer lives in plumb-linux and plumb-drivers.
 
@@ -21,6 +22,7 @@ pub mod ids;
 pub mod ipam;
 pub mod journal;
 pub mod model;
+pub mod names;
 pub mod store;
 
 pub use controller::{Config, Controller, NetworkView, SandboxView};

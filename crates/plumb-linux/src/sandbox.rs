@@ -18,14 +18,17 @@ pub struct LinuxSandboxOs {
     run_dir: PathBuf,
     ns: Arc<Namespaces>,
     host_resolv: ResolvConf,
+    embedded_dns: bool,
 }
 
 impl LinuxSandboxOs {
-    /// Sets up `<run_dir>/netns` (a shared mount) and `<run_dir>/sandboxes`.
+    /// Sets up `<run_dir>/netns` (a shared mount) and `<run_dir>/sandboxes`. With
+    /// `embedded_dns`, sandboxes with their own stack get `nameserver 127.0.0.11`.
     pub async fn new(
         run_dir: &Path,
         ns: Arc<Namespaces>,
         host_resolv: ResolvConf,
+        embedded_dns: bool,
     ) -> Result<Self, LinuxError> {
         netns::prepare_dir(run_dir.join("netns")).await?;
         let files = run_dir.join("sandboxes");
@@ -34,23 +37,32 @@ impl LinuxSandboxOs {
             run_dir: run_dir.to_path_buf(),
             ns,
             host_resolv,
+            embedded_dns,
         })
     }
 
     fn resolv_for(&self, sb: &Sandbox) -> ResolvConf {
         let mut r = if sb.spec.host_mode {
             self.host_resolv.clone()
+        } else if self.embedded_dns {
+            // The resolver inside the sandbox answers container names and forwards the rest
+            // (to the sandbox's own --dns servers when it has some).
+            ResolvConf {
+                nameservers: vec![std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 11))],
+                search: self.host_resolv.search.clone(),
+                options: vec!["ndots:0".to_owned()],
+            }
         } else {
             ResolvConf::for_sandbox(&self.host_resolv)
         };
-        if !sb.spec.dns.is_empty() {
+        if !sb.spec.dns.is_empty() && (sb.spec.host_mode || !self.embedded_dns) {
             r.nameservers = sb.spec.dns.clone();
         }
         if !sb.spec.dns_search.is_empty() {
             r.search = sb.spec.dns_search.clone();
         }
         if !sb.spec.dns_options.is_empty() {
-            r.options = sb.spec.dns_options.clone();
+            r.options.extend(sb.spec.dns_options.iter().cloned());
         }
         r
     }

@@ -1,5 +1,7 @@
 //! plumbd: opens the store, reconciles the kernel with it, serves the API on a unix socket.
 
+mod dns;
+
 use anyhow::{bail, Context};
 use clap::Parser;
 use plumb_core::ipam::DefaultPool;
@@ -112,18 +114,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if !args.dns.is_empty() {
         resolv.nameservers = args.dns.clone();
     }
+    let upstreams: Vec<std::net::SocketAddr> = resolv
+        .nameservers
+        .iter()
+        .take(plumb_dns::upstream::MAX_SERVERS)
+        .map(|ip| std::net::SocketAddr::new(*ip, 53))
+        .collect();
     let ns = Arc::new(Namespaces::new().await?);
-    let os = Arc::new(LinuxSandboxOs::new(&args.run_dir, ns.clone(), resolv).await?);
+    let os = Arc::new(LinuxSandboxOs::new(&args.run_dir, ns.clone(), resolv, true).await?);
     let drivers: Vec<Arc<dyn plumb_core::driver::NetworkDriver>> = vec![
         Arc::new(BridgeDriver::new(ns.clone())),
         Arc::new(PassiveDriver::host()),
         Arc::new(PassiveDriver::null()),
     ];
+    // The resolver reads the name index the controller maintains; both get the same one
+    // before the controller starts (start-up attaches resolvers to restored sandboxes).
+    let names = Arc::new(plumb_core::names::NameIndex::default());
+    let dns_server = plumb_dns::DnsServer::new(names.clone(), upstreams);
     let config = Config {
         default_pools: pools,
         default_bridge: args.default_bridge.clone(),
+        resolver: Some(Arc::new(dns::EmbeddedDns {
+            server: dns_server.clone(),
+        })),
+        names: Some(names),
     };
     let ctl = Arc::new(Controller::new(config, store, os, drivers).await?);
+    let dns_metrics = dns_server.metrics();
+    let metrics: plumb_api::MetricsFn = Arc::new(move || dns_metrics.render());
 
     let _ = std::fs::remove_file(&socket);
     let listener = tokio::net::UnixListener::bind(&socket)
@@ -139,7 +157,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let listener = plumb_api::PeerCheckedListener::new(listener, allowed);
     tracing::info!(socket = %socket.display(), "plumbd ready");
-    plumb_api::serve(listener, ctl, shutdown_signal()).await?;
+    plumb_api::serve(listener, ctl, Some(metrics), shutdown_signal()).await?;
     tracing::info!("plumbd stopped; kernel state left in place");
     Ok(())
 }

@@ -363,6 +363,7 @@ impl Controller {
             let _ = self.refresh_sandbox(st, &sb_id).await;
             return Err(e);
         }
+        self.names.add(&sb, &ep, net.spec.internal);
         Ok(())
     }
 
@@ -374,12 +375,15 @@ impl Controller {
         let net = st.net(&ep.network)?.net.clone();
         let sb = st.sb(&sb_id)?.sb.clone();
         let driver = self.driver(&net.spec.driver)?;
-        // Move the default route away first so that it never points at a dead interface.
+        // Move the default route away first so that it never points at a dead interface, and
+        // stop answering its names.
+        self.names.remove(&ep.id);
         st.sb_mut(&sb_id)?.endpoints.remove(&ep.id);
         if let Err(e) = self.refresh_sandbox(st, &sb_id).await {
             tracing::warn!(sandbox = %sb.spec.name, error = %e, "moving the default route failed");
         }
         if let Err(e) = driver.leave(&net, ep, &sb).await {
+            self.names.add(&sb, ep, net.spec.internal);
             st.sb_mut(&sb_id)?.endpoints.insert(ep.id.clone());
             let _ = self.refresh_sandbox(st, &sb_id).await;
             return Err(driver_err(&net.spec.driver, e));

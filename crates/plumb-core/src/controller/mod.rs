@@ -15,7 +15,8 @@ pub use gateway::{pick as pick_gateway, Candidate};
 pub use network::NetworkView;
 pub use sandbox::SandboxView;
 
-use crate::driver::{NetworkDriver, SandboxOs};
+use crate::driver::{NetworkDriver, SandboxOs, SandboxResolver};
+use crate::names::NameIndex;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::ipam::{self, DefaultPool};
@@ -38,6 +39,10 @@ pub struct Config {
     pub default_pools: Vec<DefaultPool>,
     /// Bridge name of the predefined `bridge` network.
     pub default_bridge: String,
+    /// The embedded DNS resolver, attached to every sandbox with its own stack.
+    pub resolver: Option<Arc<dyn SandboxResolver>>,
+    /// The name index to maintain (one is made when absent), shared with the resolver.
+    pub names: Option<Arc<NameIndex>>,
 }
 
 impl Default for Config {
@@ -45,6 +50,8 @@ impl Default for Config {
         Config {
             default_pools: ipam::docker_default_pools(),
             default_bridge: DEFAULT_BRIDGE.to_owned(),
+            resolver: None,
+            names: None,
         }
     }
 }
@@ -57,6 +64,7 @@ pub struct Controller {
     drivers: HashMap<String, Arc<dyn NetworkDriver>>,
     config: Config,
     events: broadcast::Sender<Event>,
+    names: Arc<NameIndex>,
 }
 
 impl Controller {
@@ -72,6 +80,7 @@ impl Controller {
             .map(|d| (d.name().to_owned(), d))
             .collect();
         let (events, _) = broadcast::channel(1024);
+        let names = config.names.clone().unwrap_or_default();
         let ctl = Controller {
             state: Mutex::new(State::default()),
             store,
@@ -79,10 +88,16 @@ impl Controller {
             drivers,
             config,
             events,
+            names,
         };
         ctl.load_and_reconcile().await?;
         ctl.ensure_predefined().await?;
         Ok(ctl)
+    }
+
+    /// The DNS name index, kept current by every join and leave.
+    pub fn names(&self) -> Arc<NameIndex> {
+        self.names.clone()
     }
 
     /// Subscribes to the controller's events.

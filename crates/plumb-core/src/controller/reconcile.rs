@@ -68,6 +68,12 @@ impl Controller {
                 sandbox: sb.spec.name.clone(),
                 source: e,
             })?;
+            if let (Some(r), false) = (&self.config.resolver, sb.spec.host_mode) {
+                r.attach(sb).await.map_err(|e| Error::Os {
+                    sandbox: sb.spec.name.clone(),
+                    source: e,
+                })?;
+            }
         }
         for (ep, rev) in joined {
             let sb_ok = ep

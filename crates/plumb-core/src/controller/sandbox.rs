@@ -51,7 +51,14 @@ impl Controller {
             Ok(()) => self.os.write_hosts(&sb, &[]).await,
             Err(e) => Err(e),
         };
+        let os_result = match (os_result, &self.config.resolver) {
+            (Ok(()), Some(r)) if !sb.spec.host_mode => r.attach(&sb).await,
+            (r, _) => r,
+        };
         if let Err(e) = os_result {
+            if let Some(r) = &self.config.resolver {
+                r.detach(&sb).await;
+            }
             let _ = self.os.delete(&sb).await;
             let _ = self
                 .commit(vec![Op::Delete {
@@ -103,7 +110,11 @@ impl Controller {
             expect: Expect::At(rev),
         });
         self.commit(ops).await?;
+        if let Some(r) = &self.config.resolver {
+            r.detach(&sb).await;
+        }
         for ep in &eps {
+            self.names.remove(&ep.id);
             let net = st.net(&ep.network)?.net.clone();
             if let Ok(driver) = self.driver(&net.spec.driver) {
                 if let Err(e) = driver.leave(&net, ep, &sb).await {
