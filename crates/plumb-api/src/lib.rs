@@ -60,7 +60,10 @@ async fn metrics(
 ) -> impl axum::response::IntoResponse {
     let body = s.metrics.as_ref().map(|f| f()).unwrap_or_default();
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         body,
     )
 }
@@ -236,8 +239,8 @@ pub async fn serve(
     metrics: Option<MetricsFn>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = tower::util::MapRequestLayer::new(strip_version)
-        .layer(router(AppState::new(ctl, metrics)));
+    let app =
+        tower::util::MapRequestLayer::new(strip_version).layer(router(AppState::new(ctl, metrics)));
     axum::serve(
         listener,
         axum::ServiceExt::<Request>::into_make_service(app),

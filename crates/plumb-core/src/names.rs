@@ -70,10 +70,17 @@ impl NameIndex {
     pub fn add(&self, sb: &Sandbox, ep: &Endpoint, internal: bool) {
         self.remove(&ep.id);
         let names = names_of(sb, ep);
-        let addrs: Vec<IpAddr> = [ep.ipv4, ep.ipv6].into_iter().flatten().map(|a| a.addr()).collect();
+        let addrs: Vec<IpAddr> = [ep.ipv4, ep.ipv6]
+            .into_iter()
+            .flatten()
+            .map(|a| a.addr())
+            .collect();
         let mut g = self.write();
         for n in &names {
-            let list = g.by_name.entry((ep.network.clone(), n.clone())).or_default();
+            let list = g
+                .by_name
+                .entry((ep.network.clone(), n.clone()))
+                .or_default();
             for a in &addrs {
                 list.push(Entry {
                     endpoint: ep.id.clone(),
@@ -82,14 +89,17 @@ impl NameIndex {
             }
         }
         for a in &addrs {
-            g.by_addr.insert((ep.network.clone(), *a), sb.spec.name.to_ascii_lowercase());
+            g.by_addr
+                .insert((ep.network.clone(), *a), sb.spec.name.to_ascii_lowercase());
         }
         g.sandbox_nets
             .entry(sb.id.clone())
             .or_default()
             .insert(ep.network.clone(), internal);
-        g.registered
-            .insert(ep.id.clone(), (ep.network.clone(), sb.id.clone(), names, addrs));
+        g.registered.insert(
+            ep.id.clone(),
+            (ep.network.clone(), sb.id.clone(), names, addrs),
+        );
     }
 
     /// Forgets what an endpoint registered.
@@ -211,18 +221,38 @@ mod tests {
         idx.add(&b, &eb, false);
         idx.add(&c, &ec, true);
         let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
-        assert_eq!(idx.lookup(&a.id, "B", false), Lookup::Found(vec![ip("10.0.0.3")]));
-        assert_eq!(idx.lookup(&a.id, "b-host", false), Lookup::Found(vec![ip("10.0.0.3")]));
-        assert_eq!(idx.lookup(&a.id, "db", false), Lookup::Found(vec![ip("10.0.0.2"), ip("10.0.0.3")]));
+        assert_eq!(
+            idx.lookup(&a.id, "B", false),
+            Lookup::Found(vec![ip("10.0.0.3")])
+        );
+        assert_eq!(
+            idx.lookup(&a.id, "b-host", false),
+            Lookup::Found(vec![ip("10.0.0.3")])
+        );
+        assert_eq!(
+            idx.lookup(&a.id, "db", false),
+            Lookup::Found(vec![ip("10.0.0.2"), ip("10.0.0.3")])
+        );
         assert_eq!(idx.lookup(&a.id, "db", true), Lookup::Found(vec![]));
-        assert_eq!(idx.lookup(&a.id, "c", false), Lookup::Unknown, "no leak across networks");
+        assert_eq!(
+            idx.lookup(&a.id, "c", false),
+            Lookup::Unknown,
+            "no leak across networks"
+        );
         assert_eq!(idx.reverse(&a.id, ip("10.0.0.3")).as_deref(), Some("b"));
         assert_eq!(idx.reverse(&a.id, ip("10.1.0.2")), None);
         assert!(idx.may_forward(&a.id));
         assert!(!idx.may_forward(&c.id), "internal only: no forwarding");
         idx.remove(&eb.id);
-        assert_eq!(idx.lookup(&a.id, "db", false), Lookup::Found(vec![ip("10.0.0.2")]));
+        assert_eq!(
+            idx.lookup(&a.id, "db", false),
+            Lookup::Found(vec![ip("10.0.0.2")])
+        );
         assert_eq!(idx.lookup(&a.id, "b", false), Lookup::Unknown);
-        assert_eq!(idx.lookup(&b.id, "a", false), Lookup::Unknown, "b left: sees nothing");
+        assert_eq!(
+            idx.lookup(&b.id, "a", false),
+            Lookup::Unknown,
+            "b left: sees nothing"
+        );
     }
 }

@@ -24,7 +24,9 @@ pub struct Metrics {
     pub overload: AtomicU64,
 }
 
-const RCODE_NAMES: [&str; 6] = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"];
+const RCODE_NAMES: [&str; 6] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED",
+];
 
 impl Metrics {
     /// Counts an answer with this response code.
@@ -38,26 +40,51 @@ impl Metrics {
     pub fn render(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut s = String::new();
-        let _ = writeln!(s, "# HELP plumb_dns_queries_total DNS queries received by sandbox resolvers.");
+        let _ = writeln!(
+            s,
+            "# HELP plumb_dns_queries_total DNS queries received by sandbox resolvers."
+        );
         let _ = writeln!(s, "# TYPE plumb_dns_queries_total counter");
         let _ = writeln!(s, "plumb_dns_queries_total {}", g(&self.queries));
-        let _ = writeln!(s, "# HELP plumb_dns_responses_total DNS responses by response code.");
+        let _ = writeln!(
+            s,
+            "# HELP plumb_dns_responses_total DNS responses by response code."
+        );
         let _ = writeln!(s, "# TYPE plumb_dns_responses_total counter");
         for (i, name) in RCODE_NAMES.iter().enumerate() {
-            let _ = writeln!(s, "plumb_dns_responses_total{{rcode=\"{name}\"}} {}", g(&self.rcodes[i]));
+            let _ = writeln!(
+                s,
+                "plumb_dns_responses_total{{rcode=\"{name}\"}} {}",
+                g(&self.rcodes[i])
+            );
         }
         let _ = writeln!(s, "# TYPE plumb_dns_local_answers_total counter");
         let _ = writeln!(s, "plumb_dns_local_answers_total {}", g(&self.local));
         let _ = writeln!(s, "# TYPE plumb_dns_forwarded_total counter");
         let _ = writeln!(s, "plumb_dns_forwarded_total {}", g(&self.forwarded));
         let _ = writeln!(s, "# TYPE plumb_dns_upstream_failures_total counter");
-        let _ = writeln!(s, "plumb_dns_upstream_failures_total {}", g(&self.upstream_failures));
+        let _ = writeln!(
+            s,
+            "plumb_dns_upstream_failures_total {}",
+            g(&self.upstream_failures)
+        );
         let _ = writeln!(s, "# TYPE plumb_dns_overload_total counter");
         let _ = writeln!(s, "plumb_dns_overload_total {}", g(&self.overload));
-        let _ = writeln!(s, "# HELP plumb_dns_upstream_latency_seconds Upstream round trips.");
+        let _ = writeln!(
+            s,
+            "# HELP plumb_dns_upstream_latency_seconds Upstream round trips."
+        );
         let _ = writeln!(s, "# TYPE plumb_dns_upstream_latency_seconds summary");
-        let _ = writeln!(s, "plumb_dns_upstream_latency_seconds_sum {}", g(&self.upstream_latency_us) as f64 / 1e6);
-        let _ = writeln!(s, "plumb_dns_upstream_latency_seconds_count {}", g(&self.upstream_answers));
+        let _ = writeln!(
+            s,
+            "plumb_dns_upstream_latency_seconds_sum {}",
+            g(&self.upstream_latency_us) as f64 / 1e6
+        );
+        let _ = writeln!(
+            s,
+            "plumb_dns_upstream_latency_seconds_count {}",
+            g(&self.upstream_answers)
+        );
         s
     }
 }

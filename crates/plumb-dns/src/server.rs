@@ -113,18 +113,27 @@ impl DnsServer {
         let q = match wire::parse_query(msg) {
             Ok(q) => q,
             Err(ParseError::TooShort) | Err(ParseError::NotAQuery) => return Decision::Drop,
-            Err(ParseError::NotImplemented) => return self.reply(wire::build_error(msg, None, Rcode::NotImp)),
-            Err(ParseError::Malformed) => return self.reply(wire::build_error(msg, None, Rcode::FormErr)),
+            Err(ParseError::NotImplemented) => {
+                return self.reply(wire::build_error(msg, None, Rcode::NotImp))
+            }
+            Err(ParseError::Malformed) => {
+                return self.reply(wire::build_error(msg, None, Rcode::FormErr))
+            }
         };
         if q.qclass == wire::CLASS_IN {
             let local = match q.qtype {
-                wire::TYPE_A | wire::TYPE_AAAA => match self.names.lookup(&ctx.id, &q.name, q.qtype == wire::TYPE_AAAA) {
-                    Lookup::Found(mut addrs) => {
-                        addrs.shuffle(&mut rand::rng());
-                        Some(addrs.into_iter().map(Answer::Addr).collect::<Vec<_>>())
+                wire::TYPE_A | wire::TYPE_AAAA => {
+                    match self
+                        .names
+                        .lookup(&ctx.id, &q.name, q.qtype == wire::TYPE_AAAA)
+                    {
+                        Lookup::Found(mut addrs) => {
+                            addrs.shuffle(&mut rand::rng());
+                            Some(addrs.into_iter().map(Answer::Addr).collect::<Vec<_>>())
+                        }
+                        Lookup::Unknown => None,
                     }
-                    Lookup::Unknown => None,
-                },
+                }
                 wire::TYPE_PTR => wire::reverse_addr(&q.name)
                     .and_then(|a| self.names.reverse(&ctx.id, a))
                     .map(|n| vec![Answer::Name(n)]),
@@ -149,7 +158,11 @@ impl DnsServer {
             }
         }
         if ctx.upstreams.is_empty() || !self.names.may_forward(&ctx.id) {
-            let rcode = if ctx.upstreams.is_empty() { Rcode::ServFail } else { Rcode::NxDomain };
+            let rcode = if ctx.upstreams.is_empty() {
+                Rcode::ServFail
+            } else {
+                Rcode::NxDomain
+            };
             return self.reply(wire::build_error(msg, Some(&q), rcode));
         }
         Decision::Forward(q)
@@ -190,7 +203,8 @@ impl DnsServer {
                     let _ = sock.send_to(&resp, peer).await;
                 }
                 Decision::Forward(q) => {
-                    let (this, ctx, sock, msg) = (self.clone(), ctx.clone(), sock.clone(), msg.to_vec());
+                    let (this, ctx, sock, msg) =
+                        (self.clone(), ctx.clone(), sock.clone(), msg.to_vec());
                     tokio::spawn(async move {
                         let resp = this.forward(&ctx, &msg, &q).await;
                         let _ = sock.send_to(&resp, peer).await;
@@ -220,14 +234,21 @@ impl DnsServer {
         }
     }
 
-    async fn tcp_conn(&self, ctx: &SandboxCtx, mut s: tokio::net::TcpStream) -> std::io::Result<()> {
+    async fn tcp_conn(
+        &self,
+        ctx: &SandboxCtx,
+        mut s: tokio::net::TcpStream,
+    ) -> std::io::Result<()> {
         for _ in 0..TCP_MAX_QUERIES {
             let len = match tokio::time::timeout(TCP_IDLE, s.read_u16()).await {
                 Ok(Ok(n)) => n as usize,
                 _ => return Ok(()),
             };
             let mut msg = vec![0u8; len];
-            if tokio::time::timeout(TCP_IDLE, s.read_exact(&mut msg)).await.is_err() {
+            if tokio::time::timeout(TCP_IDLE, s.read_exact(&mut msg))
+                .await
+                .is_err()
+            {
                 return Ok(());
             }
             let resp = match self.decide(ctx, &msg, false) {

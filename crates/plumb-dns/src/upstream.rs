@@ -14,9 +14,13 @@ pub const PER_SERVER_TIMEOUT: Duration = Duration::from_millis(1500);
 pub const MAX_SERVERS: usize = 3;
 
 async fn udp(server: SocketAddr, query: &[u8]) -> std::io::Result<Vec<u8>> {
-    let bind: SocketAddr = if server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }
-        .parse()
-        .map_err(|_| std::io::Error::other("bind address"))?;
+    let bind: SocketAddr = if server.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    }
+    .parse()
+    .map_err(|_| std::io::Error::other("bind address"))?;
     let sock = tokio::net::UdpSocket::bind(bind).await?;
     sock.connect(server).await?;
     sock.send(query).await?;

@@ -143,7 +143,13 @@ pub enum Answer {
 }
 
 /// Builds an authoritative response to `q` (asked as `query`) with `answers`, TTL `ttl`.
-pub fn build_response(query: &[u8], q: &Query, rcode: Rcode, answers: &[Answer], ttl: u32) -> Vec<u8> {
+pub fn build_response(
+    query: &[u8],
+    q: &Query,
+    rcode: Rcode,
+    answers: &[Answer],
+    ttl: u32,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(q.question_end + answers.len() * 28 + 16);
     header(&mut out, q.id, q.rd, true, rcode, 1, answers.len() as u16);
     out.extend_from_slice(&query[12..q.question_end]);
@@ -172,7 +178,10 @@ pub fn build_error(query: &[u8], parsed: Option<&Query>, rcode: Rcode) -> Vec<u8
             out.extend_from_slice(&query[12..q.question_end]);
         }
         None => {
-            let id = u16::from_be_bytes([query.first().copied().unwrap_or(0), query.get(1).copied().unwrap_or(0)]);
+            let id = u16::from_be_bytes([
+                query.first().copied().unwrap_or(0),
+                query.get(1).copied().unwrap_or(0),
+            ]);
             header(&mut out, id, false, false, rcode, 0, 0);
         }
     }
@@ -194,16 +203,27 @@ pub fn encode_name(name: &str) -> Vec<u8> {
 /// The address a reverse name (`4.3.2.1.in-addr.arpa`, nibbles `.ip6.arpa`) stands for.
 pub fn reverse_addr(name: &str) -> Option<IpAddr> {
     if let Some(rest) = name.strip_suffix(".in-addr.arpa") {
-        let parts: Vec<u8> = rest.split('.').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+        let parts: Vec<u8> = rest
+            .split('.')
+            .map(|p| p.parse().ok())
+            .collect::<Option<_>>()?;
         if parts.len() != 4 {
             return None;
         }
-        return Some(IpAddr::V4(Ipv4Addr::new(parts[3], parts[2], parts[1], parts[0])));
+        return Some(IpAddr::V4(Ipv4Addr::new(
+            parts[3], parts[2], parts[1], parts[0],
+        )));
     }
     let rest = name.strip_suffix(".ip6.arpa")?;
     let nibbles: Vec<u8> = rest
         .split('.')
-        .map(|p| if p.len() == 1 { u8::from_str_radix(p, 16).ok() } else { None })
+        .map(|p| {
+            if p.len() == 1 {
+                u8::from_str_radix(p, 16).ok()
+            } else {
+                None
+            }
+        })
         .collect::<Option<_>>()?;
     if nibbles.len() != 32 {
         return None;
@@ -249,8 +269,17 @@ mod tests {
     fn parse_and_answer() {
         let b = query("Web.Example", TYPE_A);
         let q = parse_query(&b).unwrap();
-        assert_eq!((q.id, q.rd, q.name.as_str(), q.qtype), (0x1234, true, "web.example", TYPE_A));
-        let r = build_response(&b, &q, Rcode::NoError, &[Answer::Addr("10.0.0.2".parse().unwrap())], 0);
+        assert_eq!(
+            (q.id, q.rd, q.name.as_str(), q.qtype),
+            (0x1234, true, "web.example", TYPE_A)
+        );
+        let r = build_response(
+            &b,
+            &q,
+            Rcode::NoError,
+            &[Answer::Addr("10.0.0.2".parse().unwrap())],
+            0,
+        );
         assert_eq!(&r[..2], &[0x12, 0x34]);
         assert_eq!(r[2] & 0x80, 0x80, "QR");
         assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1, "one answer");
@@ -286,7 +315,10 @@ mod tests {
 
     #[test]
     fn reverse_names() {
-        assert_eq!(reverse_addr("2.0.17.172.in-addr.arpa"), Some("172.17.0.2".parse().unwrap()));
+        assert_eq!(
+            reverse_addr("2.0.17.172.in-addr.arpa"),
+            Some("172.17.0.2".parse().unwrap())
+        );
         let v6 = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa";
         assert_eq!(reverse_addr(v6), Some("fd00::1".parse().unwrap()));
         assert_eq!(reverse_addr("x.in-addr.arpa"), None);

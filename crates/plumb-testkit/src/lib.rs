@@ -13,9 +13,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod host;
+mod stubdns;
 mod sweep;
 
 pub use host::{CmdOutput, TestHost};
+pub use stubdns::StubDns;
 pub use sweep::sweep;
 
 use std::path::PathBuf;

@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The resolver's address inside every sandbox.
-pub const RESOLVER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11)), 53);
+pub const RESOLVER: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11)), 53);
 
 /// [`SandboxResolver`] backed by plumb-dns.
 pub struct EmbeddedDns {
@@ -33,8 +34,13 @@ impl SandboxResolver for EmbeddedDns {
             Ok((udp, tcp))
         })
         .await?;
-        let upstreams = (!sb.spec.dns.is_empty())
-            .then(|| sb.spec.dns.iter().map(|ip| SocketAddr::new(*ip, 53)).collect());
+        let upstreams = (!sb.spec.dns.is_empty()).then(|| {
+            sb.spec
+                .dns
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, 53))
+                .collect()
+        });
         self.server.register(sb.id.clone(), udp, tcp, upstreams)?;
         Ok(())
     }

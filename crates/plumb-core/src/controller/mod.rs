@@ -16,10 +16,10 @@ pub use network::NetworkView;
 pub use sandbox::SandboxView;
 
 use crate::driver::{NetworkDriver, SandboxOs, SandboxResolver};
-use crate::names::NameIndex;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::ipam::{self, DefaultPool};
+use crate::names::NameIndex;
 use crate::store::{Op, Revision, Store, StoreError};
 use state::State;
 use std::collections::HashMap;
