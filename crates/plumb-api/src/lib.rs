@@ -111,6 +111,23 @@ async fn check_version(req: Request, next: axum::middleware::Next) -> axum::resp
     next.run(req).await
 }
 
+/// Refuses a body announced larger than [`MAX_BODY`] before reading any of it.
+async fn reject_large(req: Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let announced = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+        return error::ApiError::bad_request(format!(
+            "request body too large: at most {MAX_BODY} bytes"
+        ))
+        .into_response();
+    }
+    next.run(req).await
+}
+
 /// The API's routes (unversioned paths).
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -138,6 +155,7 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(check_version))
+        .layer(axum::middleware::from_fn(reject_large))
         .layer(axum::middleware::map_response(
             |mut r: axum::response::Response| async move {
                 system::common_headers(r.headers_mut());
