@@ -3,24 +3,27 @@
 //! CLI. Runs plumbd in a throwaway namespace (plumb-testkit);
 //! prints one JSON object per figure, then a Markdown table.
 //!
-//! Usage: `plumb-bench [ENDPOINTS]` (default 1000), as root, after building the release
+//! Usage: `plumb-bench [ENDPOINTS] [endpoints|api|dns]...` (default 1000, all sections), as
+//! root, after building the release
 //! binaries (`cargo build --release -p plumbd -p plumb-cli -p plumb-bench`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod dns;
 
 use plumb_testkit::TestHost;
 use serde_json::json;
 use std::time::Instant;
 
 /// One reported figure.
-struct Figure {
-    name: String,
-    unit: &'static str,
-    value: f64,
-    context: String,
+pub struct Figure {
+    pub name: String,
+    pub unit: &'static str,
+    pub value: f64,
+    pub context: String,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -34,7 +37,7 @@ fn median(v: &[f64]) -> f64 {
     percentile(&s, 0.5)
 }
 
-fn rss_mb(pid: u32) -> f64 {
+pub fn rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kb: f64 = status
         .lines()
@@ -104,17 +107,11 @@ fn api_figures(figures: &mut Vec<Figure>) {
     });
 }
 
-fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .map(|a| a.parse().expect("ENDPOINTS must be a number"))
-        .unwrap_or(1000);
-    if !plumb_testkit::prerequisites() {
-        std::process::exit(2);
-    }
+/// Endpoint figures: connect/disconnect latency over `n` sandboxes on one network, growth,
+/// and plumbd's RSS.
+fn endpoint_figures(figures: &mut Vec<Figure>, n: usize) {
     let h = TestHost::started();
     let pid = h.daemon_pid().unwrap();
-    let mut figures = Vec::new();
     let (st, v) = h.api(
         "POST",
         "/networks/create",
@@ -149,7 +146,7 @@ fn main() {
         value: rss_mb(pid),
         context: format!("{n} sandboxes each joined to the network"),
     });
-    latency_figures(&mut figures, "connect", &connect, n);
+    latency_figures(figures, "connect", &connect, n);
     let k = (n / 10).clamp(1, 100);
     let first = median(&connect[..k]);
     let last = median(&connect[n - k..]);
@@ -169,10 +166,32 @@ fn main() {
         disconnect.push(t.elapsed().as_secs_f64() * 1e3);
         assert_eq!(st, 200, "disconnect s{i}: {v}");
     }
-    latency_figures(&mut figures, "disconnect", &disconnect, n);
+    latency_figures(figures, "disconnect", &disconnect, n);
+}
 
-    api_figures(&mut figures);
-
+fn main() {
+    // Usage: plumb-bench [ENDPOINTS] [endpoints] [api] [dns]   (sections default to all)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(1000);
+    let sections: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| ["endpoints", "api", "dns"].contains(a))
+        .collect();
+    let run = |s: &str| sections.is_empty() || sections.contains(&s);
+    if !plumb_testkit::prerequisites() {
+        std::process::exit(2);
+    }
+    let mut figures = Vec::new();
+    if run("endpoints") {
+        endpoint_figures(&mut figures, n);
+    }
+    if run("api") {
+        api_figures(&mut figures);
+    }
+    if run("dns") {
+        dns::dns_figures(&mut figures);
+    }
     for f in &figures {
         println!(
             "{}",

@@ -20,8 +20,8 @@ struct Entry {
 
 #[derive(Default)]
 struct Inner {
-    /// (network, lowercase name) -> addresses.
-    by_name: HashMap<(NetworkId, String), Vec<Entry>>,
+    /// network -> lowercase name -> addresses (nested so a lookup borrows, never allocates).
+    by_name: HashMap<NetworkId, HashMap<String, Vec<Entry>>>,
     /// (network, address) -> the name PTR answers with.
     by_addr: HashMap<(NetworkId, IpAddr), String>,
     /// What each endpoint registered, to undo it.
@@ -79,7 +79,9 @@ impl NameIndex {
         for n in &names {
             let list = g
                 .by_name
-                .entry((ep.network.clone(), n.clone()))
+                .entry(ep.network.clone())
+                .or_default()
+                .entry(n.clone())
                 .or_default();
             for a in &addrs {
                 list.push(Entry {
@@ -108,13 +110,17 @@ impl NameIndex {
         let Some((net, sb, names, addrs)) = g.registered.remove(ep) else {
             return;
         };
-        for n in names {
-            let key = (net.clone(), n);
-            if let Some(list) = g.by_name.get_mut(&key) {
-                list.retain(|e| &e.endpoint != ep);
-                if list.is_empty() {
-                    g.by_name.remove(&key);
+        if let Some(net_names) = g.by_name.get_mut(&net) {
+            for n in names {
+                if let Some(list) = net_names.get_mut(&n) {
+                    list.retain(|e| &e.endpoint != ep);
+                    if list.is_empty() {
+                        net_names.remove(&n);
+                    }
                 }
+            }
+            if net_names.is_empty() {
+                g.by_name.remove(&net);
             }
         }
         for a in addrs {
@@ -129,17 +135,16 @@ impl NameIndex {
         }
     }
 
-    /// Addresses of `name` (any case, without trailing dot) visible to `sandbox`.
+    /// Addresses of `name` (lowercase, without trailing dot) visible to `sandbox`.
     pub fn lookup(&self, sandbox: &SandboxId, name: &str, v6: bool) -> Lookup {
         let g = self.read();
         let Some(nets) = g.sandbox_nets.get(sandbox) else {
             return Lookup::Unknown;
         };
-        let name = name.to_ascii_lowercase();
         let mut found = false;
         let mut out = Vec::new();
         for net in nets.keys() {
-            if let Some(list) = g.by_name.get(&(net.clone(), name.clone())) {
+            if let Some(list) = g.by_name.get(net).and_then(|m| m.get(name)) {
                 found = true;
                 out.extend(list.iter().map(|e| e.addr).filter(|a| a.is_ipv6() == v6));
             }
@@ -222,7 +227,7 @@ mod tests {
         idx.add(&c, &ec, true);
         let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
         assert_eq!(
-            idx.lookup(&a.id, "B", false),
+            idx.lookup(&a.id, "b", false),
             Lookup::Found(vec![ip("10.0.0.3")])
         );
         assert_eq!(

@@ -30,16 +30,16 @@ const UDP_LIMIT: usize = 512;
 /// What one sandbox's listeners know.
 struct SandboxCtx {
     id: SandboxId,
-    upstreams: Vec<SocketAddr>,
+    upstreams: Arc<[SocketAddr]>,
 }
 
 /// The embedded resolver.
 pub struct DnsServer {
     names: Arc<NameIndex>,
-    default_upstreams: Vec<SocketAddr>,
+    default_upstreams: Arc<[SocketAddr]>,
     metrics: Arc<Metrics>,
     in_flight: Arc<Semaphore>,
-    tasks: Mutex<HashMap<SandboxId, Vec<AbortHandle>>>,
+    tasks: Mutex<HashMap<SandboxId, AbortHandle>>,
 }
 
 /// What to do with a query.
@@ -54,7 +54,7 @@ impl DnsServer {
     pub fn new(names: Arc<NameIndex>, upstreams: Vec<SocketAddr>) -> Arc<Self> {
         Arc::new(DnsServer {
             names,
-            default_upstreams: upstreams,
+            default_upstreams: upstreams.into(),
             metrics: Arc::new(Metrics::default()),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             tasks: Mutex::new(HashMap::new()),
@@ -66,7 +66,7 @@ impl DnsServer {
         self.metrics.clone()
     }
 
-    fn tasks(&self) -> std::sync::MutexGuard<'_, HashMap<SandboxId, Vec<AbortHandle>>> {
+    fn tasks(&self) -> std::sync::MutexGuard<'_, HashMap<SandboxId, AbortHandle>> {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -85,20 +85,22 @@ impl DnsServer {
         let tcp = tokio::net::TcpListener::from_std(tcp)?;
         let ctx = Arc::new(SandboxCtx {
             id: sandbox.clone(),
-            upstreams: upstreams.unwrap_or_else(|| self.default_upstreams.clone()),
+            upstreams: upstreams
+                .map(Into::into)
+                .unwrap_or_else(|| self.default_upstreams.clone()),
         });
-        let u = tokio::spawn(self.clone().serve_udp(ctx.clone(), udp)).abort_handle();
-        let t = tokio::spawn(self.clone().serve_tcp(ctx, tcp)).abort_handle();
-        if let Some(old) = self.tasks().insert(sandbox, vec![u, t]) {
-            old.iter().for_each(AbortHandle::abort);
+        // One task per sandbox serves both sockets: an idle sandbox costs one small future.
+        let task = tokio::spawn(self.clone().serve(ctx, udp, tcp)).abort_handle();
+        if let Some(old) = self.tasks().insert(sandbox, task) {
+            old.abort();
         }
         Ok(())
     }
 
     /// Stops serving a sandbox; its sockets close.
     pub fn unregister(&self, sandbox: &SandboxId) {
-        if let Some(tasks) = self.tasks().remove(sandbox) {
-            tasks.iter().for_each(AbortHandle::abort);
+        if let Some(task) = self.tasks().remove(sandbox) {
+            task.abort();
         }
     }
 
@@ -187,24 +189,72 @@ impl DnsServer {
         resp
     }
 
-    async fn serve_udp(self: Arc<Self>, ctx: Arc<SandboxCtx>, sock: Arc<tokio::net::UdpSocket>) {
-        let mut buf = vec![0u8; 4096];
+    /// Receives one datagram, if one is waiting, and decides on it. The buffer lives on this
+    /// synchronous frame only: an idle sandbox's task holds no buffer.
+    fn recv_one(
+        &self,
+        ctx: &SandboxCtx,
+        sock: &tokio::net::UdpSocket,
+    ) -> Option<(Decision, SocketAddr, Vec<u8>)> {
+        let mut buf = [0u8; 1500];
+        match sock.try_recv_from(&mut buf) {
+            Ok((n, peer)) => {
+                let d = self.decide(ctx, &buf[..n], true);
+                let keep = if matches!(d, Decision::Forward(_)) {
+                    buf[..n].to_vec()
+                } else {
+                    Vec::new()
+                };
+                Some((d, peer, keep))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "dns udp receive");
+                None
+            }
+        }
+    }
+
+    async fn serve(
+        self: Arc<Self>,
+        ctx: Arc<SandboxCtx>,
+        udp: Arc<tokio::net::UdpSocket>,
+        tcp: tokio::net::TcpListener,
+    ) {
+        let slots = Arc::new(Semaphore::new(MAX_TCP_PER_SANDBOX));
         loop {
-            let (n, peer) = match sock.recv_from(&mut buf).await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::debug!(error = %e, "dns udp receive");
-                    continue;
+            tokio::select! {
+                r = udp.readable() => {
+                    if r.is_ok() {
+                        self.drain_udp(&ctx, &udp).await;
+                    }
                 }
-            };
-            let msg = &buf[..n];
-            match self.decide(&ctx, msg, true) {
+                r = tcp.accept() => {
+                    let Ok((stream, _)) = r else { continue };
+                    // Over the limit, the newest connection is closed at once; each held
+                    // connection has an idle timeout, so no client keeps the slots for long.
+                    let Ok(permit) = slots.clone().try_acquire_owned() else { continue };
+                    let (this, ctx) = (self.clone(), ctx.clone());
+                    tokio::spawn(async move {
+                        let _permit = permit;
+                        let _ = this.tcp_conn(&ctx, stream).await;
+                    });
+                }
+            }
+        }
+    }
+
+    /// Answers every datagram waiting on the socket.
+    async fn drain_udp(self: &Arc<Self>, ctx: &Arc<SandboxCtx>, sock: &Arc<tokio::net::UdpSocket>) {
+        while let Some((decision, peer, msg)) = self.recv_one(ctx, sock) {
+            match decision {
                 Decision::Reply(resp) => {
-                    let _ = sock.send_to(&resp, peer).await;
+                    if sock.try_send_to(&resp, peer).is_err() {
+                        let _ = sock.send_to(&resp, peer).await;
+                    }
                 }
                 Decision::Forward(q) => {
-                    let (this, ctx, sock, msg) =
-                        (self.clone(), ctx.clone(), sock.clone(), msg.to_vec());
+                    let (this, ctx, sock) = (self.clone(), ctx.clone(), sock.clone());
                     tokio::spawn(async move {
                         let resp = this.forward(&ctx, &msg, &q).await;
                         let _ = sock.send_to(&resp, peer).await;
@@ -212,25 +262,6 @@ impl DnsServer {
                 }
                 Decision::Drop => {}
             }
-        }
-    }
-
-    async fn serve_tcp(self: Arc<Self>, ctx: Arc<SandboxCtx>, listener: tokio::net::TcpListener) {
-        let slots = Arc::new(Semaphore::new(MAX_TCP_PER_SANDBOX));
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            // Over the limit, the newest connection is closed at once: one client cannot
-            // hold every slot for long, each connection has an idle timeout.
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                continue;
-            };
-            let (this, ctx) = (self.clone(), ctx.clone());
-            tokio::spawn(async move {
-                let _permit = permit;
-                let _ = this.tcp_conn(&ctx, stream).await;
-            });
         }
     }
 

@@ -42,6 +42,9 @@ struct Args {
     /// Bridge name of the predefined `bridge` network.
     #[arg(long, default_value = plumb_core::controller::DEFAULT_BRIDGE)]
     default_bridge: String,
+    /// Do not run the embedded resolver: sandboxes get the upstream servers in resolv.conf.
+    #[arg(long)]
+    no_embedded_dns: bool,
     /// The host's resolv.conf.
     #[arg(long, default_value = "/etc/resolv.conf")]
     resolv_conf: PathBuf,
@@ -121,7 +124,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .map(|ip| std::net::SocketAddr::new(*ip, 53))
         .collect();
     let ns = Arc::new(Namespaces::new().await?);
-    let os = Arc::new(LinuxSandboxOs::new(&args.run_dir, ns.clone(), resolv, true).await?);
+    let embedded = !args.no_embedded_dns;
+    let os = Arc::new(LinuxSandboxOs::new(&args.run_dir, ns.clone(), resolv, embedded).await?);
     let drivers: Vec<Arc<dyn plumb_core::driver::NetworkDriver>> = vec![
         Arc::new(BridgeDriver::new(ns.clone())),
         Arc::new(PassiveDriver::host()),
@@ -134,9 +138,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let config = Config {
         default_pools: pools,
         default_bridge: args.default_bridge.clone(),
-        resolver: Some(Arc::new(dns::EmbeddedDns {
-            server: dns_server.clone(),
-        })),
+        resolver: embedded.then(|| {
+            Arc::new(dns::EmbeddedDns {
+                server: dns_server.clone(),
+            }) as Arc<dyn plumb_core::driver::SandboxResolver>
+        }),
         names: Some(names),
     };
     let ctl = Arc::new(Controller::new(config, store, os, drivers).await?);
