@@ -232,8 +232,9 @@ fn exec_sees_the_sandbox_files_and_run_cleans_up() {
         .in_sandbox("box", "hostname; cat /etc/resolv.conf; cat /etc/hosts")
         .stdout;
     assert!(out.starts_with("box1\n"), "{out}");
+    // --dns becomes the upstream of the sandbox's own resolver at 127.0.0.11.
     assert!(
-        out.contains("nameserver 192.0.2.53") && out.contains("search corp.example"),
+        out.contains("nameserver 127.0.0.11") && out.contains("search corp.example"),
         "{out}"
     );
     assert!(
