@@ -133,7 +133,13 @@ pub fn sandbox_spec(req: SandboxCreate) -> Result<SandboxSpec, ApiError> {
         })?;
         extra.push((name.to_owned(), a));
     }
+    let mut ports = Vec::new();
+    for p in &req.ports {
+        ports
+            .extend(plumb_core::ports::parse(p).map_err(|e| ApiError::bad_request(e.to_string()))?);
+    }
     Ok(SandboxSpec {
+        ports,
         name: req.name,
         hostname: req.hostname,
         host_mode: req.host_mode,

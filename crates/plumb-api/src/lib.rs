@@ -28,8 +28,8 @@ use tower::Layer;
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1 << 20;
 
-/// Renders metrics in the Prometheus text format.
-pub type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
+/// Produces a text document on demand (metrics, the firewall table).
+pub type TextFn = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// What handlers share.
 #[derive(Clone)]
@@ -39,19 +39,30 @@ pub struct AppState {
     /// Event history and live feed.
     pub events: Arc<events::EventLog>,
     /// Metrics of the parts plumbd wired in (the DNS resolver).
-    pub metrics: Option<MetricsFn>,
+    pub metrics: Option<TextFn>,
+    /// plumb's firewall table as the OS shows it.
+    pub firewall: Option<TextFn>,
 }
 
 impl AppState {
     /// State for `ctl`; starts recording its events (call inside the runtime).
-    pub fn new(ctl: Arc<Controller>, metrics: Option<MetricsFn>) -> Self {
+    pub fn new(ctl: Arc<Controller>, metrics: Option<TextFn>, firewall: Option<TextFn>) -> Self {
         let events = events::EventLog::start(&ctl);
         AppState {
             ctl,
             events,
             metrics,
+            firewall,
         }
     }
+}
+
+/// `GET /plumb/v1/firewall`.
+async fn firewall(
+    axum::extract::State(s): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
+    let body = s.firewall.as_ref().map(|f| f()).unwrap_or_default();
+    ([(axum::http::header::CONTENT_TYPE, "text/plain")], body)
 }
 
 /// `GET /plumb/v1/metrics`.
@@ -145,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         .route("/networks/{id}/disconnect", post(networks::disconnect))
         .route("/plumb/v1/openapi.json", get(openapi))
         .route("/plumb/v1/metrics", get(metrics))
+        .route("/plumb/v1/firewall", get(firewall))
         .route(
             "/plumb/v1/sandboxes",
             get(sandboxes::list).post(sandboxes::create),
@@ -254,11 +266,12 @@ impl axum::serve::Listener for PeerCheckedListener {
 pub async fn serve(
     listener: PeerCheckedListener,
     ctl: Arc<Controller>,
-    metrics: Option<MetricsFn>,
+    metrics: Option<TextFn>,
+    firewall: Option<TextFn>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app =
-        tower::util::MapRequestLayer::new(strip_version).layer(router(AppState::new(ctl, metrics)));
+    let app = tower::util::MapRequestLayer::new(strip_version)
+        .layer(router(AppState::new(ctl, metrics, firewall)));
     axum::serve(
         listener,
         axum::ServiceExt::<Request>::into_make_service(app),

@@ -140,6 +140,7 @@ pub fn sandbox(v: &SandboxView) -> Value {
         "HostsPath": dir.join("hosts"),
         "HostnamePath": dir.join("hostname"),
         "Created": rfc3339_nanos(sb.created_unix_nanos),
+        "Ports": sb.spec.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         "Endpoints": endpoints,
     })
 }

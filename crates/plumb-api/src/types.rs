@@ -184,4 +184,7 @@ pub struct SandboxCreate {
     /// `name:ip` entries for the hosts file.
     #[serde(rename = "ExtraHosts", deserialize_with = "nullable")]
     pub extra_hosts: Vec<String>,
+    /// Published ports, `[HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/PROTO]`.
+    #[serde(rename = "Ports", deserialize_with = "nullable")]
+    pub ports: Vec<String>,
 }

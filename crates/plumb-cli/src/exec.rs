@@ -55,6 +55,9 @@ pub struct RunArgs {
     /// Extra hosts entry name:ip (repeatable).
     #[arg(long)]
     add_host: Vec<String>,
+    /// Publish a port: [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|udp|sctp] (repeatable).
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
     /// Command and arguments.
     #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
     cmd: Vec<String>,
@@ -85,6 +88,7 @@ pub async fn run(c: &Client, a: RunArgs) -> anyhow::Result<i32> {
         dns_search: a.dns_search.clone(),
         dns_option: a.dns_option.clone(),
         add_host: a.add_host.clone(),
+        publish: a.publish.clone(),
     };
     let sb = sandbox::create(c, &create).await?;
     let id = s(&sb["Id"]);

@@ -42,6 +42,15 @@ enum Cmd {
     Run(exec::RunArgs),
     /// Stream events (network create, connect, disconnect, destroy; sandbox create, destroy).
     Events(events::EventsArgs),
+    /// plumb's firewall.
+    #[command(subcommand)]
+    Firewall(FirewallCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum FirewallCmd {
+    /// Print plumb's nftables table.
+    Show,
 }
 
 fn main() {
@@ -64,6 +73,13 @@ fn main() {
             Cmd::Exec(a) => exec::exec(&client, a).await,
             Cmd::Run(a) => exec::run(&client, a).await,
             Cmd::Events(a) => events::run(&client, a).await.map(|_| 0),
+            Cmd::Firewall(FirewallCmd::Show) => {
+                let v = client
+                    .ok(hyper::Method::GET, "/plumb/v1/firewall", None)
+                    .await?;
+                print!("{}", v.as_str().unwrap_or_default());
+                Ok(0)
+            }
         }
     });
     match code {

@@ -58,6 +58,9 @@ pub struct CreateArgs {
     /// Extra hosts entry name:ip (repeatable).
     #[arg(long)]
     pub add_host: Vec<String>,
+    /// Publish a port: [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|udp|sctp] (repeatable).
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
 }
 
 /// Creates a sandbox; returns its inspect JSON.
@@ -70,6 +73,7 @@ pub async fn create(c: &Client, a: &CreateArgs) -> anyhow::Result<Value> {
         "DnsSearch": a.dns_search,
         "DnsOptions": a.dns_option,
         "ExtraHosts": a.add_host,
+        "Ports": a.publish,
     });
     let v = c
         .ok(Method::POST, "/plumb/v1/sandboxes", Some(&body))

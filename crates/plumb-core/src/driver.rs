@@ -64,6 +64,27 @@ pub trait NetworkDriver: Send + Sync {
         sandbox: &Sandbox,
     ) -> Result<(), BoxError>;
 
+    /// Publishes `ports` to `endpoint`, which now gives its sandbox the default route.
+    /// Must succeed if they are published already.
+    async fn program_external(
+        &self,
+        _network: &Network,
+        _endpoint: &Endpoint,
+        _ports: &[crate::ports::PortMapping],
+    ) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Withdraws `ports` from `endpoint`. Must succeed if they are gone already.
+    async fn revoke_external(
+        &self,
+        _network: &Network,
+        _endpoint: &Endpoint,
+        _ports: &[crate::ports::PortMapping],
+    ) -> Result<(), BoxError> {
+        Ok(())
+    }
+
     /// Removes the kernel objects this driver owns that none of `networks` (with their joined
     /// `endpoints`) accounts for: leftovers of a crash.
     async fn sweep(&self, networks: &[&Network], endpoints: &[&Endpoint]) -> Result<(), BoxError>;

@@ -153,6 +153,16 @@ pub enum Error {
         /// What holds it: an endpoint name, "gateway" or an auxiliary address name.
         holder: String,
     },
+    /// A host port is published already.
+    #[error(
+        "port {port} is already published by sandbox {holder}: choose another host port or address"
+    )]
+    PortInUse {
+        /// The mapping asked for.
+        port: String,
+        /// The sandbox that publishes it.
+        holder: String,
+    },
     /// A network ran out of addresses.
     #[error("no free address left in network {network} ({subnet}): remove endpoints or use a larger subnet or ip-range")]
     PoolExhausted {
@@ -210,6 +220,7 @@ impl Error {
             | AlreadyAttached { .. }
             | EndpointInUse { .. }
             | SubnetOverlap { .. }
+            | PortInUse { .. }
             | AddressInUse { .. } => ErrorKind::Conflict,
             PredefinedNetwork { .. } | NetworkHasEndpoints { .. } | EndpointExists { .. } => {
                 ErrorKind::Forbidden

@@ -23,6 +23,7 @@ pub mod ipam;
 pub mod journal;
 pub mod model;
 pub mod names;
+pub mod ports;
 pub mod store;
 
 pub use controller::{Config, Controller, NetworkView, SandboxView};

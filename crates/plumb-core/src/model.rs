@@ -194,6 +194,9 @@ pub struct SandboxSpec {
     pub dns_options: Vec<String>,
     /// Extra hosts entries (name, address).
     pub extra_hosts: Vec<(String, IpAddr)>,
+    /// Published ports, served by the endpoint that gives the default route.
+    #[serde(default)]
+    pub ports: Vec<crate::ports::PortMapping>,
 }
 
 /// A sandbox as stored.

@@ -29,6 +29,28 @@ table inet plumb {
     set isolated { type ifname . ifname; }
     set masq4 { type ipv4_addr; flags interval; }
     set masq6 { type ipv6_addr; flags interval; }
+    map dnat4 { type inet_proto . inet_service : ipv4_addr . inet_service; }
+    map dnat4_ip { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }
+    map dnat6 { type inet_proto . inet_service : ipv6_addr . inet_service; }
+    map dnat6_ip { type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; }
+    chain prerouting_raw {
+        type filter hook prerouting priority raw; policy accept;
+        iifname != "lo" ip daddr 127.0.0.0/8 drop
+    }
+    chain prerouting {
+        type nat hook prerouting priority dstnat; policy accept;
+        fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @dnat4_ip
+        fib daddr type local dnat ip to meta l4proto . th dport map @dnat4
+        fib daddr type local dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6_ip
+        fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6
+    }
+    chain output {
+        type nat hook output priority -100; policy accept;
+        fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @dnat4_ip
+        fib daddr type local dnat ip to meta l4proto . th dport map @dnat4
+        fib daddr type local dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6_ip
+        fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6
+    }
     chain forward {
         type filter hook forward priority filter; policy accept;
         iifname . oifname @isolated drop
@@ -39,6 +61,9 @@ table inet plumb {
         type nat hook postrouting priority srcnat; policy accept;
         ip saddr @masq4 oifname != @bridges masquerade
         ip6 saddr @masq6 oifname != @bridges masquerade
+        ip saddr 127.0.0.0/8 oifname @bridges masquerade
+        ct status dnat oifname @bridges ip saddr @masq4 masquerade
+        ct status dnat oifname @bridges ip6 saddr @masq6 masquerade
     }
 }
 "#;
@@ -140,4 +165,89 @@ pub fn remove_network(r: &NetworkRules) -> Result<()> {
         let _ = nft(line);
     }
     Ok(())
+}
+
+/// Where published ports lead: the endpoint's addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortTarget {
+    /// IPv4 address of the endpoint.
+    pub v4: Option<std::net::Ipv4Addr>,
+    /// IPv6 address of the endpoint.
+    pub v6: Option<std::net::Ipv6Addr>,
+}
+
+/// One published port in nft's terms: (host address or any, protocol, host port, container port).
+pub type PortElement = (Option<std::net::IpAddr>, &'static str, u16, u16);
+
+fn port_ops(verb: &str, to: PortTarget, ports: &[PortElement]) -> String {
+    use std::net::IpAddr;
+    let mut by_map: [(&str, Vec<String>); 4] = [
+        ("dnat4", vec![]),
+        ("dnat4_ip", vec![]),
+        ("dnat6", vec![]),
+        ("dnat6_ip", vec![]),
+    ];
+    for &(host, proto, hp, cp) in ports {
+        match (host, to.v4, to.v6) {
+            (None, v4, v6) => {
+                if let Some(a) = v4 {
+                    by_map[0].1.push(format!("{proto} . {hp} : {a} . {cp}"));
+                }
+                if let Some(a) = v6 {
+                    by_map[2].1.push(format!("{proto} . {hp} : {a} . {cp}"));
+                }
+            }
+            (Some(IpAddr::V4(h)), Some(a), _) => by_map[1]
+                .1
+                .push(format!("{h} . {proto} . {hp} : {a} . {cp}")),
+            (Some(IpAddr::V6(h)), _, Some(a)) => by_map[3]
+                .1
+                .push(format!("{h} . {proto} . {hp} : {a} . {cp}")),
+            _ => {}
+        }
+    }
+    let mut s = String::new();
+    for (map, elems) in by_map.iter().filter(|(_, e)| !e.is_empty()) {
+        s.push_str(&format!(
+            "{verb} element inet plumb {map} {{ {} }}\n",
+            elems.join(", ")
+        ));
+    }
+    s
+}
+
+/// Adds published ports leading to `to`, all in one batch.
+pub fn add_ports(to: PortTarget, ports: &[PortElement]) -> Result<()> {
+    let ops = port_ops("add", to, ports);
+    if ops.is_empty() {
+        return Ok(());
+    }
+    nft(&ops)
+}
+
+/// Removes published ports; missing elements are fine.
+pub fn remove_ports(to: PortTarget, ports: &[PortElement]) -> Result<()> {
+    let ops = port_ops("destroy", to, ports);
+    if ops.is_empty() || nft(&ops).is_ok() {
+        return Ok(());
+    }
+    for line in port_ops("delete", to, ports).lines() {
+        let _ = nft(line);
+    }
+    Ok(())
+}
+
+/// plumb's tables as nft prints them.
+pub fn show() -> Result<String> {
+    let out = Command::new("nft")
+        .args(["list", "table", "inet", "plumb"])
+        .output()
+        .map_err(|e| LinuxError::Nft(format!("cannot run nft: {e}")))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(LinuxError::Nft(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ))
+    }
 }

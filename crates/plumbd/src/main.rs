@@ -147,7 +147,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let ctl = Arc::new(Controller::new(config, store, os, drivers).await?);
     let dns_metrics = dns_server.metrics();
-    let metrics: plumb_api::MetricsFn = Arc::new(move || dns_metrics.render());
+    let metrics: plumb_api::TextFn = Arc::new(move || dns_metrics.render());
 
     let _ = std::fs::remove_file(&socket);
     let listener = tokio::net::UnixListener::bind(&socket)
@@ -163,7 +163,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let listener = plumb_api::PeerCheckedListener::new(listener, allowed);
     tracing::info!(socket = %socket.display(), "plumbd ready");
-    plumb_api::serve(listener, ctl, Some(metrics), shutdown_signal()).await?;
+    let firewall: plumb_api::TextFn =
+        Arc::new(|| nft::show().unwrap_or_else(|e| format!("cannot list the table: {e}\n")));
+    plumb_api::serve(
+        listener,
+        ctl,
+        Some(metrics),
+        Some(firewall),
+        shutdown_signal(),
+    )
+    .await?;
     tracing::info!("plumbd stopped; kernel state left in place");
     Ok(())
 }

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::events::{now_nanos, Event};
 use crate::ids::{is_id_prefix, EndpointId, NetworkId, SandboxId};
 use crate::ipam::Holder;
-use crate::model::{validate_name, Endpoint, EndpointSpec, MacAddr};
+use crate::model::{validate_name, Endpoint, EndpointSpec, MacAddr, Sandbox};
 use crate::store::{endpoint_key, Expect, Op};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -424,7 +424,8 @@ impl Controller {
             .map(|a| (a.addr(), vec![sb.sb.hostname().to_owned()]))
             .collect();
         let sandbox = sb.sb.clone();
-        let changed = new_gw != sb.gateway;
+        let old_gw = sb.gateway.clone();
+        let changed = new_gw != old_gw;
         let os_err = |e| Error::Os {
             sandbox: sandbox.spec.name.clone(),
             source: e,
@@ -439,7 +440,58 @@ impl Controller {
             .write_hosts(&sandbox, &hosts)
             .await
             .map_err(os_err)?;
+        if changed && !sandbox.spec.ports.is_empty() {
+            if let Err(e) = self
+                .move_external(st, &sandbox, old_gw.as_ref(), new_gw.as_ref())
+                .await
+            {
+                // Undo the route change so the sandbox stays as it was.
+                let old_route = old_gw
+                    .as_ref()
+                    .and_then(|g| st.endpoints.get(g))
+                    .map(|(e, _)| DefaultRoute {
+                        ifname: e.ifname.clone().unwrap_or_default(),
+                        v4: e.gateway_v4,
+                        v6: e.gateway_v6,
+                    });
+                let _ = self
+                    .os
+                    .set_default_route(&sandbox, old_route.as_ref())
+                    .await;
+                return Err(e);
+            }
+        }
         st.sb_mut(sb_id)?.gateway = new_gw;
+        Ok(())
+    }
+
+    /// Moves the sandbox's published ports from the old gateway endpoint to the new one.
+    /// Withdrawing never fails the operation; publishing does.
+    pub(super) async fn move_external(
+        &self,
+        st: &State,
+        sb: &Sandbox,
+        old: Option<&EndpointId>,
+        new: Option<&EndpointId>,
+    ) -> Result<()> {
+        let lookup = |id: Option<&EndpointId>| {
+            let (ep, _) = st.endpoints.get(id?)?;
+            let net = st.networks.get(&ep.network)?;
+            Some((ep.clone(), net.net.clone()))
+        };
+        if let Some((ep, net)) = lookup(old) {
+            if let Ok(d) = self.driver(&net.spec.driver) {
+                if let Err(e) = d.revoke_external(&net, &ep, &sb.spec.ports).await {
+                    tracing::warn!(sandbox = %sb.spec.name, error = %e, "withdrawing published ports failed");
+                }
+            }
+        }
+        if let Some((ep, net)) = lookup(new) {
+            self.driver(&net.spec.driver)?
+                .program_external(&net, &ep, &sb.spec.ports)
+                .await
+                .map_err(|e| driver_err(&net.spec.driver, e))?;
+        }
         Ok(())
     }
 }

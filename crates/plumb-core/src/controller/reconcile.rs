@@ -19,6 +19,7 @@ impl Controller {
         for e in self.store.list("sandboxes/").await? {
             let sb: Sandbox = decode(&e.key, &e.value)?;
             st.sb_names.insert(sb.spec.name.clone(), sb.id.clone());
+            st.publish(&sb.id, &sb.spec.ports);
             st.sandboxes.insert(
                 sb.id.clone(),
                 SbEntry {

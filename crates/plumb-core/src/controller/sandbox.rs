@@ -31,6 +31,13 @@ impl Controller {
         if st.sb_names.contains_key(&spec.name) {
             return Err(Error::SandboxExists { name: spec.name });
         }
+        if spec.host_mode && !spec.ports.is_empty() {
+            return Err(Error::invalid(
+                "Ports",
+                "a host-mode sandbox uses the host's ports directly: publish nothing",
+            ));
+        }
+        st.check_ports(&spec.ports)?;
         let id = SandboxId::random();
         let sb = Sandbox {
             key: self.os.key_for(&id),
@@ -72,6 +79,7 @@ impl Controller {
             });
         }
         st.sb_names.insert(sb.spec.name.clone(), sb.id.clone());
+        st.publish(&sb.id, &sb.spec.ports);
         st.sandboxes.insert(
             sb.id.clone(),
             SbEntry {
@@ -93,6 +101,7 @@ impl Controller {
         let entry = st.sb(&id)?;
         let sb = entry.sb.clone();
         let rev = entry.rev;
+        let entry_gateway = entry.gateway.clone();
         let eps: Vec<Endpoint> = entry
             .endpoints
             .iter()
@@ -113,6 +122,11 @@ impl Controller {
         if let Some(r) = &self.config.resolver {
             r.detach(&sb).await;
         }
+        if let Some(gw) = entry_gateway {
+            // Withdrawing only: cannot fail.
+            let _ = self.move_external(&st, &sb, Some(&gw), None).await;
+        }
+        st.unpublish(&id, &sb.spec.ports);
         for ep in &eps {
             self.names.remove(&ep.id);
             let net = st.net(&ep.network)?.net.clone();

@@ -4,6 +4,7 @@ use crate::error::{Error, Result};
 use crate::ids::{is_full_id, is_id_prefix, EndpointId, NetworkId, SandboxId};
 use crate::ipam::{AddressPool, Holder};
 use crate::model::{Endpoint, Network, Sandbox};
+use crate::ports::{PortMapping, Proto};
 use crate::store::Revision;
 use std::collections::{BTreeSet, HashMap};
 
@@ -90,9 +91,63 @@ pub(super) struct State {
     pub endpoints: HashMap<EndpointId, (Endpoint, Revision)>,
     pub sandboxes: HashMap<SandboxId, SbEntry>,
     pub sb_names: HashMap<String, SandboxId>,
+    /// Published ports by (protocol, host port), for O(1) conflict checks.
+    pub published: HashMap<(Proto, u16), Vec<(PortMapping, SandboxId)>>,
 }
 
 impl State {
+    /// Checks `ports` against the published ones and against each other.
+    pub fn check_ports(&self, ports: &[PortMapping]) -> Result<()> {
+        for (i, m) in ports.iter().enumerate() {
+            let holder = self
+                .published
+                .get(&(m.proto, m.host_port))
+                .and_then(|v| v.iter().find(|(p, _)| p.conflicts(m)))
+                .map(|(_, sb)| {
+                    self.sandboxes
+                        .get(sb)
+                        .map(|s| s.sb.spec.name.clone())
+                        .unwrap_or_else(|| sb.to_string())
+                })
+                .or_else(|| {
+                    ports[..i]
+                        .iter()
+                        .any(|p| p.conflicts(m))
+                        .then(|| "this request (twice)".to_owned())
+                });
+            if let Some(holder) = holder {
+                return Err(Error::PortInUse {
+                    port: m.to_string(),
+                    holder,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a sandbox's published ports.
+    pub fn publish(&mut self, sb: &SandboxId, ports: &[PortMapping]) {
+        for m in ports {
+            self.published
+                .entry((m.proto, m.host_port))
+                .or_default()
+                .push((*m, sb.clone()));
+        }
+    }
+
+    /// Forgets a sandbox's published ports.
+    pub fn unpublish(&mut self, sb: &SandboxId, ports: &[PortMapping]) {
+        for m in ports {
+            let key = (m.proto, m.host_port);
+            if let Some(v) = self.published.get_mut(&key) {
+                v.retain(|(p, s)| !(p == m && s == sb));
+                if v.is_empty() {
+                    self.published.remove(&key);
+                }
+            }
+        }
+    }
+
     /// Resolves a network by full id, exact name, then unique id prefix.
     pub fn find_network(&self, key: &str) -> Result<NetworkId> {
         if is_full_id(key) {

@@ -14,6 +14,7 @@ pub use options::BridgeOptions;
 use async_trait::async_trait;
 use plumb_core::driver::{Capabilities, JoinInfo, NetworkDriver};
 use plumb_core::model::{Endpoint, Network, Sandbox};
+use plumb_core::ports::PortMapping;
 use plumb_core::{BoxError, NetworkId};
 use plumb_linux::namespaces::Namespaces;
 use plumb_linux::netns;
@@ -37,6 +38,8 @@ pub struct BridgeDriver {
     bridges: Mutex<HashMap<NetworkId, (String, u32)>>,
     /// `/proc/sys/net/ipv6/conf` of the host namespace (absent without IPv6).
     ipv6_conf: Option<SysctlDir>,
+    /// `/proc/sys/net/ipv4/conf` of the host namespace.
+    ipv4_conf: Option<SysctlDir>,
 }
 
 /// A locally administered MAC for a network's bridge, derived from the network id so that it
@@ -52,6 +55,25 @@ fn bridge_mac(net: &Network) -> [u8; 6] {
     [0x0e, hex(0), hex(1), hex(2), hex(3), hex(4)]
 }
 
+/// The nft elements publishing `ports` to the endpoint's addresses.
+fn port_elements(ep: &Endpoint, ports: &[PortMapping]) -> (nft::PortTarget, Vec<nft::PortElement>) {
+    let to = nft::PortTarget {
+        v4: match ep.ipv4.map(|a| a.addr()) {
+            Some(IpAddr::V4(a)) => Some(a),
+            _ => None,
+        },
+        v6: match ep.ipv6.map(|a| a.addr()) {
+            Some(IpAddr::V6(a)) => Some(a),
+            _ => None,
+        },
+    };
+    let elems = ports
+        .iter()
+        .map(|m| (m.host_ip, m.proto.as_str(), m.host_port, m.container_port))
+        .collect();
+    (to, elems)
+}
+
 /// The host-side veth name of an endpoint.
 pub fn veth_name(ep: &Endpoint) -> String {
     format!("{VETH_PREFIX}{}", ep.id.short())
@@ -64,6 +86,7 @@ impl BridgeDriver {
             ns,
             bridges: Mutex::new(HashMap::new()),
             ipv6_conf: SysctlDir::open("net.ipv6.conf").ok(),
+            ipv4_conf: SysctlDir::open("net.ipv4.conf").ok(),
         }
     }
 
@@ -233,6 +256,11 @@ impl NetworkDriver for BridgeDriver {
             if !l.up {
                 host.set_up(l.index, true).await?;
             }
+            // Ports published on 127.0.0.1 reach containers with a loopback source address,
+            // which the kernel routes out of this bridge only with route_localnet.
+            if let Some(conf) = &self.ipv4_conf {
+                conf.write(&format!("{}/route_localnet", o.name), "1")?;
+            }
             let r = self.rules(net, &o);
             tokio::task::spawn_blocking(move || nft::add_network(&r)).await??;
             self.bridges()
@@ -294,6 +322,28 @@ impl NetworkDriver for BridgeDriver {
                 tracing::warn!(veth = %name, error = %e, "deleting veth failed; the next start sweeps it");
             }
         });
+        Ok(())
+    }
+
+    async fn program_external(
+        &self,
+        _net: &Network,
+        ep: &Endpoint,
+        ports: &[PortMapping],
+    ) -> Result<(), BoxError> {
+        let (to, elems) = port_elements(ep, ports);
+        tokio::task::spawn_blocking(move || nft::add_ports(to, &elems)).await??;
+        Ok(())
+    }
+
+    async fn revoke_external(
+        &self,
+        _net: &Network,
+        ep: &Endpoint,
+        ports: &[PortMapping],
+    ) -> Result<(), BoxError> {
+        let (to, elems) = port_elements(ep, ports);
+        tokio::task::spawn_blocking(move || nft::remove_ports(to, &elems)).await??;
         Ok(())
     }
 

@@ -1,0 +1,173 @@
+//! Published ports end to end: an outside client (its own namespace, linked to the host by a
+//! veth), the host itself through 127.0.0.1, another container (hairpin); TCP and UDP, ranges,
+//! IPv6, source addresses preserved, localhost-only ports closed to the outside, conflicts,
+//! and nothing left behind.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use plumb_e2e::host;
+use plumb_testkit::TestHost;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+fn echo() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("clients/echo_peer.py")
+        .display()
+        .to_string()
+}
+
+/// Echo servers inside a sandbox, killed on drop (also when an assertion fails).
+struct Servers(Child);
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the echo servers inside a sandbox and waits until they listen.
+fn serve(h: &TestHost, sb: &str, ports: &[&str]) -> Servers {
+    let mut c = Command::new(plumb_testkit::bin_dir().join("plumb"))
+        .args([
+            "-H",
+            &format!("unix://{}", h.socket.display()),
+            "exec",
+            sb,
+            "--",
+            "python3",
+            &echo(),
+            "serve",
+        ])
+        .args(ports)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(c.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let servers = Servers(c);
+    assert_eq!(line.trim(), "ready");
+    servers
+}
+
+fn client_in_ns(h: &TestHost, ns: &str, proto: &str, host: &str, port: u16) -> Option<String> {
+    let o = h.sh_in(ns, &format!("python3 {} {proto} {host} {port}", echo()));
+    o.ok().then(|| o.stdout.trim().to_owned())
+}
+
+#[test]
+fn published_ports_from_outside_host_and_containers() {
+    let Some(mut h) = host() else { return };
+    let outside = h.add_outside();
+    let o = h.sh("ip -6 addr add fd99::1/64 dev uplink nodad");
+    assert!(o.ok(), "{}", o.stderr);
+    let o = h.sh_in(&outside, "ip -6 addr add fd99::2/64 dev eth0 nodad");
+    assert!(o.ok(), "{}", o.stderr);
+    h.plumb_ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "10.60.0.0/24",
+        "--subnet",
+        "fd60::/64",
+        "web",
+    ]);
+    h.plumb_ok(&[
+        "sandbox",
+        "create",
+        "-p",
+        "8080:80",
+        "-p",
+        "8053:5353/udp",
+        "-p",
+        "127.0.0.1:9090:90",
+        "-p",
+        "9100-9102:9100-9102",
+        "srv",
+    ]);
+    h.plumb_ok(&["sandbox", "create", "cli"]);
+    h.plumb_ok(&["network", "connect", "web", "srv"]);
+    h.plumb_ok(&["network", "connect", "web", "cli"]);
+    let servers = serve(&h, "srv", &["80", "5353", "90", "9101"]);
+
+    // From outside: TCP and UDP reach the container, which sees the client's own address.
+    assert_eq!(
+        client_in_ns(&h, &outside, "tcp", "198.51.100.1", 8080).as_deref(),
+        Some("198.51.100.2")
+    );
+    assert_eq!(
+        client_in_ns(&h, &outside, "udp", "198.51.100.1", 8053).as_deref(),
+        Some("198.51.100.2")
+    );
+    assert_eq!(
+        client_in_ns(&h, &outside, "tcp", "198.51.100.1", 9101).as_deref(),
+        Some("198.51.100.2"),
+        "range"
+    );
+    assert_eq!(
+        client_in_ns(&h, &outside, "tcp", "fd99::1", 8080).as_deref(),
+        Some("fd99::2"),
+        "IPv6"
+    );
+    // A port bound to 127.0.0.1 is not reachable from another host.
+    assert_eq!(
+        client_in_ns(&h, &outside, "tcp", "198.51.100.1", 9090),
+        None
+    );
+    // From the host itself, through 127.0.0.1 and through its own address.
+    assert!(
+        client_in_ns(&h, &h.ns, "tcp", "127.0.0.1", 9090).is_some(),
+        "localhost port from the host"
+    );
+    assert!(client_in_ns(&h, &h.ns, "tcp", "127.0.0.1", 8080).is_some());
+    assert!(client_in_ns(&h, &h.ns, "tcp", "198.51.100.1", 8080).is_some());
+    // From another container, through the host's address (hairpin).
+    let o = h.in_sandbox("cli", &format!("python3 {} tcp 198.51.100.1 8080", echo()));
+    assert!(o.ok(), "hairpin: {}", o.stderr);
+
+    let table = h.plumb_ok(&["firewall", "show"]);
+    assert!(table.contains("tcp . 8080 : 10.60.0.2 . 80"), "{table}");
+    let inspect = h.plumb_ok(&["sandbox", "inspect", "srv"]);
+    assert!(inspect.contains("127.0.0.1:9090:90/tcp"), "{inspect}");
+
+    // Conflicts name the holder and change nothing.
+    let before = h.plumb_ok(&["sandbox", "ls"]);
+    let err = h.plumb_err(&["sandbox", "create", "-p", "8080:8080", "dup"]);
+    assert!(
+        err.contains("port 8080:8080/tcp is already published by sandbox srv"),
+        "{err}"
+    );
+    let err = h.plumb_err(&["sandbox", "create", "-p", "127.0.0.1:9101:1", "dup"]);
+    assert!(err.contains("already published by sandbox srv"), "{err}");
+    assert_eq!(h.plumb_ok(&["sandbox", "ls"]), before);
+    h.plumb_ok(&[
+        "sandbox",
+        "create",
+        "-p",
+        "10.99.0.1:9090:90",
+        "-p",
+        "8080:80/udp",
+        "fine",
+    ]);
+
+    // Disconnecting the gateway endpoint withdraws the ports; removal leaves no element.
+    h.plumb_ok(&["network", "disconnect", "web", "srv"]);
+    assert_eq!(
+        client_in_ns(&h, &outside, "tcp", "198.51.100.1", 8080),
+        None
+    );
+    assert!(!h.plumb_ok(&["firewall", "show"]).contains(". 8080 :"));
+    drop(servers);
+    h.plumb_ok(&["sandbox", "rm", "srv", "cli", "fine"]);
+    let table = h.plumb_ok(&["firewall", "show"]);
+    assert!(
+        !table.contains(" : 10.60."),
+        "no DNAT element left: {table}"
+    );
+}
