@@ -136,6 +136,23 @@ fn published_ports_from_outside_host_and_containers() {
     let inspect = h.plumb_ok(&["sandbox", "inspect", "srv"]);
     assert!(inspect.contains("127.0.0.1:9090:90/tcp"), "{inspect}");
 
+    // The table is desired state: flushing the ruleset or deleting the table heals by itself.
+    for breakage in ["nft flush ruleset", "nft delete table inet plumb"] {
+        let o = h.sh(breakage);
+        assert!(o.ok(), "{breakage}: {}", o.stderr);
+        let healed = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            h.plumb_ok(&["firewall", "show"]).contains("tcp . 8080 : 10.60.0.2 . 80")
+        });
+        assert!(healed, "not restored after {breakage}:\n{}", h.log());
+        assert_eq!(
+            client_in_ns(&h, &outside, "tcp", "198.51.100.1", 8080).as_deref(),
+            Some("198.51.100.2"),
+            "published port works again after {breakage}"
+        );
+        assert!(h.in_sandbox("cli", "ping -c1 -W1 198.51.100.2 >/dev/null").ok(), "egress masquerade restored");
+    }
+
     // Conflicts name the holder and change nothing.
     let before = h.plumb_ok(&["sandbox", "ls"]);
     let err = h.plumb_err(&["sandbox", "create", "-p", "8080:8080", "dup"]);

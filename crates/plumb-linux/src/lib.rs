@@ -3,7 +3,8 @@
 //! - [`netns`]: create, enter (on helper threads only), bind and remove network namespaces.
 //! - [`nl`]: rtnetlink operations on links, addresses and routes, through an [`nl::Nl`] socket
 //!   opened inside the namespace it acts on; [`namespaces::Namespaces`] keeps one per namespace.
-//! - [`nft`]: plumb's nftables tables and their element operations.
+//! - [`nft`]: plumb's nftables tables and their element operations; [`nft_watch`] notices
+//!   when someone flushes them.
 //! - [`sysctl`], [`files`]: kernel knobs and a sandbox's resolv.conf and hosts.
 //! - [`sandbox::LinuxSandboxOs`]: plumb-core's `SandboxOs` contract on Linux.
 
@@ -12,6 +13,7 @@ pub mod files;
 pub mod namespaces;
 pub mod netns;
 pub mod nft;
+pub mod nft_watch;
 pub mod nl;
 pub mod sandbox;
 pub mod sysctl;

@@ -237,6 +237,17 @@ pub fn remove_ports(to: PortTarget, ports: &[PortElement]) -> Result<()> {
     Ok(())
 }
 
+/// True when plumb's table exists.
+pub fn table_present() -> Result<bool> {
+    let out = Command::new("nft")
+        .args(["list", "tables", "inet"])
+        .output()
+        .map_err(|e| LinuxError::Nft(format!("cannot run nft: {e}")))?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == "table inet plumb"))
+}
+
 /// plumb's tables as nft prints them.
 pub fn show() -> Result<String> {
     let out = Command::new("nft")

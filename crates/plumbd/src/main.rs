@@ -149,6 +149,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let dns_metrics = dns_server.metrics();
     let metrics: plumb_api::TextFn = Arc::new(move || dns_metrics.render());
 
+    heal_firewall(ctl.clone())?;
+
     let _ = std::fs::remove_file(&socket);
     let listener = tokio::net::UnixListener::bind(&socket)
         .with_context(|| format!("binding {}", socket.display()))?;
@@ -174,6 +176,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await?;
     tracing::info!("plumbd stopped; kernel state left in place");
+    Ok(())
+}
+
+/// Restores plumb's nftables table when someone flushes the ruleset or deletes the table.
+fn heal_firewall(ctl: Arc<Controller>) -> anyhow::Result<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    plumb_linux::nft_watch::watch(move || {
+        // A full channel means a check is already pending.
+        let _ = tx.try_send(());
+    })?;
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Let a burst of changes settle, then look once.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            while rx.try_recv().is_ok() {}
+            let present = tokio::task::spawn_blocking(nft::table_present).await;
+            if !matches!(present, Ok(Ok(true))) {
+                tracing::warn!("plumb's nftables table is gone (flushed from outside?): restoring it");
+                match tokio::task::spawn_blocking(nft::load_tables).await {
+                    Ok(Ok(())) => ctl.reprogram().await,
+                    Ok(Err(e)) => tracing::error!(error = %e, "restoring the table failed"),
+                    Err(e) => tracing::error!(error = %e, "restoring the table failed"),
+                }
+            }
+        }
+    });
     Ok(())
 }
 

@@ -100,6 +100,27 @@ impl Controller {
         self.names.clone()
     }
 
+    /// Asserts again every network's and every published port's kernel state, after the
+    /// firewall was flushed from outside. Idempotent; failures are logged and skipped.
+    pub async fn reprogram(&self) {
+        let st = self.state.lock().await;
+        for n in st.networks.values() {
+            if let Ok(d) = self.driver(&n.net.spec.driver) {
+                if let Err(e) = d.create_network(&n.net).await {
+                    tracing::warn!(network = %n.net.spec.name, error = %e, "re-creating network state failed");
+                }
+            }
+        }
+        for sb in st.sandboxes.values() {
+            if sb.sb.spec.ports.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.move_external(&st, &sb.sb, None, sb.gateway.as_ref()).await {
+                tracing::warn!(sandbox = %sb.sb.spec.name, error = %e, "re-publishing ports failed");
+            }
+        }
+    }
+
     /// Subscribes to the controller's events.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
