@@ -142,7 +142,8 @@ fn published_ports_from_outside_host_and_containers() {
         assert!(o.ok(), "{breakage}: {}", o.stderr);
         let healed = (0..100).any(|_| {
             std::thread::sleep(std::time::Duration::from_millis(100));
-            h.plumb_ok(&["firewall", "show"]).contains("tcp . 8080 : 10.60.0.2 . 80")
+            h.plumb_ok(&["firewall", "show"])
+                .contains("tcp . 8080 : 10.60.0.2 . 80")
         });
         assert!(healed, "not restored after {breakage}:\n{}", h.log());
         assert_eq!(
@@ -150,7 +151,11 @@ fn published_ports_from_outside_host_and_containers() {
             Some("198.51.100.2"),
             "published port works again after {breakage}"
         );
-        assert!(h.in_sandbox("cli", "ping -c1 -W1 198.51.100.2 >/dev/null").ok(), "egress masquerade restored");
+        assert!(
+            h.in_sandbox("cli", "ping -c1 -W1 198.51.100.2 >/dev/null")
+                .ok(),
+            "egress masquerade restored"
+        );
     }
 
     // Conflicts name the holder and change nothing.

@@ -3,13 +3,14 @@
 //! CLI. Runs plumbd in a throwaway namespace (plumb-testkit);
 //! prints one JSON object per figure, then a Markdown table.
 //!
-//! Usage: `plumb-bench [ENDPOINTS] [endpoints|api|dns]...` (default 1000, all sections), as
+//! Usage: `plumb-bench [ENDPOINTS] [endpoints|api|dns|ports]...` (default 1000, all sections), as
 //! root, after building the release
 //! binaries (`cargo build --release -p plumbd -p plumb-cli -p plumb-bench`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod dns;
+mod ports;
 
 use plumb_testkit::TestHost;
 use serde_json::json;
@@ -31,7 +32,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn median(v: &[f64]) -> f64 {
+pub fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     percentile(&s, 0.5)
@@ -48,7 +49,7 @@ pub fn rss_mb(pid: u32) -> f64 {
     kb / 1024.0
 }
 
-fn latency_figures(out: &mut Vec<Figure>, what: &str, ms: &[f64], n: usize) {
+pub fn latency_figures(out: &mut Vec<Figure>, what: &str, ms: &[f64], n: usize) {
     let mut s = ms.to_vec();
     s.sort_by(f64::total_cmp);
     for (label, p) in [("median", 0.5), ("p90", 0.9), ("p99", 0.99)] {
@@ -170,13 +171,13 @@ fn endpoint_figures(figures: &mut Vec<Figure>, n: usize) {
 }
 
 fn main() {
-    // Usage: plumb-bench [ENDPOINTS] [endpoints] [api] [dns]   (sections default to all)
+    // Usage: plumb-bench [ENDPOINTS] [endpoints] [api] [dns] [ports]   (sections default to all)
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(1000);
     let sections: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|a| ["endpoints", "api", "dns"].contains(a))
+        .filter(|a| ["endpoints", "api", "dns", "ports"].contains(a))
         .collect();
     let run = |s: &str| sections.is_empty() || sections.contains(&s);
     if !plumb_testkit::prerequisites() {
@@ -191,6 +192,9 @@ fn main() {
     }
     if run("dns") {
         dns::dns_figures(&mut figures);
+    }
+    if run("ports") {
+        ports::port_figures(&mut figures, n);
     }
     for f in &figures {
         println!(

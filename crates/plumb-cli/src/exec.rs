@@ -66,7 +66,7 @@ pub struct RunArgs {
 /// Runs a command in an existing sandbox; returns its exit code.
 pub async fn exec(c: &Client, a: ExecArgs) -> anyhow::Result<i32> {
     let v = sandbox::inspect(c, &a.sandbox).await?;
-    spawn_in(&v, &a.cmd)
+    spawn_in(&v, &a.cmd, true)
 }
 
 /// Runs a command in a new sandbox, then removes the sandbox; returns the command's exit code.
@@ -108,7 +108,7 @@ pub async fn run(c: &Client, a: RunArgs) -> anyhow::Result<i32> {
                 .with_context(|| format!("connecting to network {net}"))?;
         }
         let sb = sandbox::inspect(c, &id).await?;
-        spawn_in(&sb, &a.cmd)
+        spawn_in(&sb, &a.cmd, false)
     }
     .await;
     if let Err(e) = sandbox::remove(c, &id).await {
@@ -121,8 +121,10 @@ fn cstr(s: &str) -> anyhow::Result<CString> {
     CString::new(s).with_context(|| format!("{s:?} contains a NUL byte"))
 }
 
-/// Starts `cmd` inside the sandbox described by `sb` (its inspect JSON) and waits for it.
-fn spawn_in(sb: &Value, cmd: &[String]) -> anyhow::Result<i32> {
+/// Runs `cmd` inside the sandbox described by `sb` (its inspect JSON). With `replace`, plumb
+/// becomes the command (exec: same pid, signals and exit status); otherwise it waits for the
+/// command, which dies with plumb (PR_SET_PDEATHSIG), so `run` can clean up after it.
+fn spawn_in(sb: &Value, cmd: &[String], replace: bool) -> anyhow::Result<i32> {
     let Some((prog, args)) = cmd.split_first() else {
         bail!("no command given");
     };
@@ -172,8 +174,16 @@ fn spawn_in(sb: &Value, cmd: &[String]) -> anyhow::Result<i32> {
             if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
                 return fail();
             }
+            if !replace && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return fail();
+            }
             Ok(())
         });
+    }
+    if replace {
+        // Only returns on failure.
+        let e = command.exec();
+        bail!("starting {prog}: {e}");
     }
     let status = command
         .status()

@@ -14,8 +14,10 @@ const NFNLGRP_NFTABLES: u32 = 7;
 pub fn watch(changed: impl Fn() + Send + 'static) -> Result<()> {
     let io = |op, e| LinuxError::io(op, "netlink netfilter", e);
     let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| io("open", e))?;
-    sock.bind(&SocketAddr::new(0, 0)).map_err(|e| io("bind", e))?;
-    sock.add_membership(NFNLGRP_NFTABLES).map_err(|e| io("join nftables group", e))?;
+    sock.bind(&SocketAddr::new(0, 0))
+        .map_err(|e| io("bind", e))?;
+    sock.add_membership(NFNLGRP_NFTABLES)
+        .map_err(|e| io("join nftables group", e))?;
     std::thread::Builder::new()
         .name("plumb-nft-watch".into())
         .spawn(move || {

@@ -193,7 +193,9 @@ fn heal_firewall(ctl: Arc<Controller>) -> anyhow::Result<()> {
             while rx.try_recv().is_ok() {}
             let present = tokio::task::spawn_blocking(nft::table_present).await;
             if !matches!(present, Ok(Ok(true))) {
-                tracing::warn!("plumb's nftables table is gone (flushed from outside?): restoring it");
+                tracing::warn!(
+                    "plumb's nftables table is gone (flushed from outside?): restoring it"
+                );
                 match tokio::task::spawn_blocking(nft::load_tables).await {
                     Ok(Ok(())) => ctl.reprogram().await,
                     Ok(Err(e)) => tracing::error!(error = %e, "restoring the table failed"),

@@ -115,7 +115,10 @@ impl Controller {
             if sb.sb.spec.ports.is_empty() {
                 continue;
             }
-            if let Err(e) = self.move_external(&st, &sb.sb, None, sb.gateway.as_ref()).await {
+            if let Err(e) = self
+                .move_external(&st, &sb.sb, None, sb.gateway.as_ref())
+                .await
+            {
                 tracing::warn!(sandbox = %sb.sb.spec.name, error = %e, "re-publishing ports failed");
             }
         }
