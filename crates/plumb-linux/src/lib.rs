@@ -12,6 +12,7 @@ pub mod error;
 pub mod files;
 pub mod namespaces;
 pub mod netns;
+pub mod nfnl;
 pub mod nft;
 pub mod nft_watch;
 pub mod nl;

@@ -14,10 +14,11 @@
 //! ICC off, each bridge port is made isolated (IFLA_BRPORT_ISOLATED), so ports reach the
 //! gateway but not each other.
 //!
-//! Element changes are sent as one `nft -f -` batch per network operation (network create and
-//! delete are not on the per-container path).
+//! Per-network element changes are one `nft -f -` batch per network create or delete; published
+//! ports (per connect) go straight over nfnetlink ([`crate::nfnl`]).
 
 use crate::error::{LinuxError, Result};
+use crate::nfnl::{set_elements, Concat, ElemOp};
 use ipnet::IpNet;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -179,62 +180,74 @@ pub struct PortTarget {
 /// One published port in nft's terms: (host address or any, protocol, host port, container port).
 pub type PortElement = (Option<std::net::IpAddr>, &'static str, u16, u16);
 
-fn port_ops(verb: &str, to: PortTarget, ports: &[PortElement]) -> String {
-    use std::net::IpAddr;
-    let mut by_map: [(&str, Vec<String>); 4] = [
-        ("dnat4", vec![]),
-        ("dnat4_ip", vec![]),
-        ("dnat6", vec![]),
-        ("dnat6_ip", vec![]),
-    ];
-    for &(host, proto, hp, cp) in ports {
-        match (host, to.v4, to.v6) {
-            (None, v4, v6) => {
-                if let Some(a) = v4 {
-                    by_map[0].1.push(format!("{proto} . {hp} : {a} . {cp}"));
-                }
-                if let Some(a) = v6 {
-                    by_map[2].1.push(format!("{proto} . {hp} : {a} . {cp}"));
-                }
-            }
-            (Some(IpAddr::V4(h)), Some(a), _) => by_map[1]
-                .1
-                .push(format!("{h} . {proto} . {hp} : {a} . {cp}")),
-            (Some(IpAddr::V6(h)), _, Some(a)) => by_map[3]
-                .1
-                .push(format!("{h} . {proto} . {hp} : {a} . {cp}")),
-            _ => {}
-        }
+fn proto_number(p: &str) -> u8 {
+    match p {
+        "udp" => 17,
+        "sctp" => 132,
+        _ => 6,
     }
-    let mut s = String::new();
-    for (map, elems) in by_map.iter().filter(|(_, e)| !e.is_empty()) {
-        s.push_str(&format!(
-            "{verb} element inet plumb {map} {{ {} }}\n",
-            elems.join(", ")
-        ));
-    }
-    s
 }
 
-/// Adds published ports leading to `to`, all in one batch.
-pub fn add_ports(to: PortTarget, ports: &[PortElement]) -> Result<()> {
-    let ops = port_ops("add", to, ports);
-    if ops.is_empty() {
-        return Ok(());
+/// The published ports as (map, key, value) elements.
+fn port_elems(to: PortTarget, ports: &[PortElement]) -> Vec<(&'static str, Concat, Concat)> {
+    use std::net::IpAddr;
+    let mut out = Vec::new();
+    for &(host, proto, hp, cp) in ports {
+        let pn = proto_number(proto);
+        let value = |a: IpAddr| Concat::new().addr(a).port(cp);
+        match host {
+            None => {
+                if let Some(a) = to.v4 {
+                    out.push(("dnat4", Concat::new().proto(pn).port(hp), value(a.into())));
+                }
+                if let Some(a) = to.v6 {
+                    out.push(("dnat6", Concat::new().proto(pn).port(hp), value(a.into())));
+                }
+            }
+            Some(h @ IpAddr::V4(_)) => {
+                if let Some(a) = to.v4 {
+                    out.push((
+                        "dnat4_ip",
+                        Concat::new().addr(h).proto(pn).port(hp),
+                        value(a.into()),
+                    ));
+                }
+            }
+            Some(h @ IpAddr::V6(_)) => {
+                if let Some(a) = to.v6 {
+                    out.push((
+                        "dnat6_ip",
+                        Concat::new().addr(h).proto(pn).port(hp),
+                        value(a.into()),
+                    ));
+                }
+            }
+        }
     }
-    nft(&ops)
+    out
+}
+
+fn apply_ports(op: ElemOp, to: PortTarget, ports: &[PortElement]) -> Result<()> {
+    let elems = port_elems(to, ports);
+    for map in ["dnat4", "dnat4_ip", "dnat6", "dnat6_ip"] {
+        let of_map: Vec<(Concat, Concat)> = elems
+            .iter()
+            .filter(|(m, _, _)| *m == map)
+            .map(|(_, k, v)| (k.clone(), v.clone()))
+            .collect();
+        set_elements(op, "plumb", map, &of_map)?;
+    }
+    Ok(())
+}
+
+/// Adds published ports leading to `to` over nfnetlink (no `nft` process).
+pub fn add_ports(to: PortTarget, ports: &[PortElement]) -> Result<()> {
+    apply_ports(ElemOp::Add, to, ports)
 }
 
 /// Removes published ports; missing elements are fine.
 pub fn remove_ports(to: PortTarget, ports: &[PortElement]) -> Result<()> {
-    let ops = port_ops("destroy", to, ports);
-    if ops.is_empty() || nft(&ops).is_ok() {
-        return Ok(());
-    }
-    for line in port_ops("delete", to, ports).lines() {
-        let _ = nft(line);
-    }
-    Ok(())
+    apply_ports(ElemOp::Destroy, to, ports)
 }
 
 /// True when plumb's table exists.
