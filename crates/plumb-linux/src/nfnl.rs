@@ -13,7 +13,8 @@ const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFT_MSG_NEWSETELEM: u16 = 12;
-const NFT_MSG_DESTROYSETELEM: u16 = 26;
+/// Since Linux 6.3: like DELSETELEM, but missing elements are not an error.
+const NFT_MSG_DESTROYSETELEM: u16 = 30;
 const NFPROTO_INET: u8 = 1;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
@@ -51,7 +52,7 @@ impl Concat {
 
     fn field(mut self, bytes: &[u8]) -> Self {
         self.0.extend_from_slice(bytes);
-        while self.0.len() % 4 != 0 {
+        while !self.0.len().is_multiple_of(4) {
             self.0.push(0);
         }
         self
@@ -81,7 +82,7 @@ fn attr(buf: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     buf.extend_from_slice(&(len as u16).to_ne_bytes());
     buf.extend_from_slice(&kind.to_ne_bytes());
     buf.extend_from_slice(payload);
-    while buf.len() % 4 != 0 {
+    while !buf.len().is_multiple_of(4) {
         buf.push(0);
     }
 }
@@ -113,7 +114,7 @@ fn message(
     buf.push(0); // version
     buf.extend_from_slice(&res_id.to_be_bytes());
     buf.extend_from_slice(body);
-    while buf.len() % 4 != 0 {
+    while !buf.len().is_multiple_of(4) {
         buf.push(0);
     }
 }
