@@ -88,7 +88,7 @@ pub fn port_figures(figures: &mut Vec<Figure>, n: usize) {
         &mut line,
     )
     .unwrap();
-    let rate_1 = connection_rate(&outside, 18080, 3.0);
+    let rate_1 = connection_rate(&outside, 18080, 1.0);
 
     // Sandboxes first, as in the endpoint figures: what is timed is the connect that
     // publishes the port, with more and more ports already published.
@@ -98,7 +98,7 @@ pub fn port_figures(figures: &mut Vec<Figure>, n: usize) {
     let ms: Vec<f64> = (0..n)
         .map(|i| connect(&h, "pub", &format!("p{i}")))
         .collect();
-    let rate_n = connection_rate(&outside, 18080, 3.0);
+    let rate_n = connection_rate(&outside, 18080, 1.0);
     latency_figures(figures, "connect_with_port", &ms, n);
     let k = (n / 10).clamp(1, 100);
     let (first, last) = (median(&ms[..k]), median(&ms[n - k..]));
@@ -114,7 +114,7 @@ pub fn port_figures(figures: &mut Vec<Figure>, n: usize) {
         name: "tcp_connections_per_s_1_mapping".into(),
         unit: "conn/s",
         value: rate_1,
-        context: "outside client to a published port, sequential connect + read, 3 s".into(),
+        context: "outside client to a published port, sequential connect + read + reset, 1 s (short enough that client ports do not wrap into stale conntrack entries)".into(),
     });
     figures.push(Figure {
         name: format!("tcp_connections_per_s_{}_mappings", n + 1),
