@@ -88,6 +88,8 @@ fn published_ports_from_outside_host_and_containers() {
         "-p",
         "127.0.0.1:9090:90",
         "-p",
+        "127.0.0.1:9091:91/udp",
+        "-p",
         "9100-9102:9100-9102",
         "srv",
     ]);
@@ -119,6 +121,48 @@ fn published_ports_from_outside_host_and_containers() {
     assert_eq!(
         client_in_ns(&h, &outside, "tcp", "198.51.100.1", 9090),
         None
+    );
+    // Nor with packets crafted to 127.0.0.1 and sent to the host's MAC, as a neighbour on the
+    // link could (a DNAT in prerouting would otherwise carry them to the container).
+    let mac = h
+        .sh("ip -br link show uplink | awk '{print $3}'")
+        .stdout
+        .trim()
+        .to_owned();
+    let crafted_reaches_container = || {
+        let mut once = Command::new(plumb_testkit::bin_dir().join("plumb"))
+            .args([
+                "-H",
+                &format!("unix://{}", h.socket.display()),
+                "exec",
+                "srv",
+                "--",
+                "python3",
+                &echo(),
+                "once",
+                "91",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(once.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/crafted_localhost.py");
+        let o = h.sh_in(
+            &outside,
+            &format!("python3 {} eth0 198.51.100.2 {mac} 9091", script.display()),
+        );
+        assert!(o.ok(), "crafting failed: {}", o.stderr);
+        line.clear();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        let _ = once.wait();
+        line.trim() == "got"
+    };
+    assert!(
+        !crafted_reaches_container(),
+        "crafted packets to a 127.0.0.1-only port must be dropped"
     );
     // From the host itself, through 127.0.0.1 and through its own address.
     assert!(

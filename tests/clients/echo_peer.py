@@ -3,6 +3,7 @@
   echo_peer.py serve PORT...          TCP and UDP servers on each PORT: reply with the client's address
   echo_peer.py tcp HOST PORT          connect, print the reply (the address the server saw)
   echo_peer.py udp HOST PORT          send a datagram, print the reply
+  echo_peer.py once PORT              print "ready", then "got" if a UDP datagram arrives within 3 s, else "none"
 Clients exit 1 when nothing answers within 3 s."""
 
 import socket
@@ -49,6 +50,16 @@ def main():
             threading.Thread(target=serve_udp, args=(u,), daemon=True).start()
         print("ready", flush=True)
         threading.Event().wait()
+    if mode == "once":
+        s = udp_socket(int(sys.argv[2]))
+        s.settimeout(3)
+        print("ready", flush=True)
+        try:
+            s.recvfrom(100)
+            print("got", flush=True)
+        except socket.timeout:
+            print("none", flush=True)
+        return
     host, port = sys.argv[2], int(sys.argv[3])
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
