@@ -21,6 +21,17 @@ fn docker(h: &TestHost, args: &[&str]) -> CmdOutput {
     }
 }
 
+/// Runs docker expecting failure with `message` in its error output.
+fn fails_with(h: &TestHost, args: &[&str], message: &str) {
+    let o = docker(h, args);
+    assert!(
+        !o.ok() && o.stderr.contains(message),
+        "docker {}: expected {message:?}, got {}",
+        args.join(" "),
+        o.stderr
+    );
+}
+
 fn ok(h: &TestHost, args: &[&str]) -> String {
     let o = docker(h, args);
     assert!(o.ok(), "docker {}: {}", args.join(" "), o.stderr);
@@ -226,45 +237,28 @@ fn docker_cli_network_commands() {
     );
     assert!(members.contains("c1=10.77.0.50/24"), "{members}");
     assert!(members.contains("c2=10.77.0."), "{members}");
-    let e = docker(&h, &["network", "connect", "n1", "c1"]);
-    assert!(
-        !e.ok() && e.stderr.contains("already attached"),
-        "{}",
-        e.stderr
-    );
-    let e = docker(&h, &["network", "rm", "n1"]);
-    assert!(
-        !e.ok() && e.stderr.contains("has active endpoints"),
-        "{}",
-        e.stderr
-    );
+    fails_with(&h, &["network", "connect", "n1", "c1"], "already attached");
+    fails_with(&h, &["network", "rm", "n1"], "has active endpoints");
     ok(&h, &["network", "disconnect", "n1", "c2"]);
     ok(&h, &["network", "disconnect", "--force", "n1", "c1"]);
 
     // Errors as dockerd words them.
-    let e = docker(&h, &["network", "inspect", "nope"]);
-    assert!(
-        !e.ok() && e.stderr.contains("network nope not found"),
-        "{}",
-        e.stderr
+    fails_with(
+        &h,
+        &["network", "inspect", "nope"],
+        "network nope not found",
     );
-    let e = docker(&h, &["network", "create", "n1"]);
-    assert!(
-        !e.ok() && e.stderr.contains("network with name n1 already exists"),
-        "{}",
-        e.stderr
+    fails_with(
+        &h,
+        &["network", "create", "n1"],
+        "network with name n1 already exists",
     );
-    let e = docker(&h, &["network", "rm", "bridge"]);
-    assert!(
-        !e.ok() && e.stderr.contains("pre-defined network"),
-        "{}",
-        e.stderr
-    );
-    let e = docker(
+    fails_with(&h, &["network", "rm", "bridge"], "pre-defined network");
+    fails_with(
         &h,
         &["network", "create", "--subnet", "10.77.0.0/16", "overlap"],
+        "overlaps",
     );
-    assert!(!e.ok() && e.stderr.contains("overlaps"), "{}", e.stderr);
 
     // rm and prune.
     assert_eq!(ok(&h, &["network", "rm", "n1"]).trim(), "n1");

@@ -3,7 +3,7 @@
 
 use crate::client::{seg, Client};
 use crate::network::s;
-use crate::sandbox::{self, CreateArgs};
+use crate::sandbox::{self, CreateArgs, SandboxOpts};
 use anyhow::{bail, Context};
 use clap::Args;
 use hyper::Method;
@@ -40,24 +40,9 @@ pub struct RunArgs {
     /// DNS alias on every network (repeatable).
     #[arg(long)]
     alias: Vec<String>,
-    /// Hostname.
-    #[arg(long)]
-    hostname: Option<String>,
-    /// Nameserver (repeatable).
-    #[arg(long)]
-    dns: Vec<String>,
-    /// Search domain (repeatable).
-    #[arg(long)]
-    dns_search: Vec<String>,
-    /// resolv.conf option (repeatable).
-    #[arg(long)]
-    dns_option: Vec<String>,
-    /// Extra hosts entry name:ip (repeatable).
-    #[arg(long)]
-    add_host: Vec<String>,
-    /// Publish a port: [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|udp|sctp] (repeatable).
-    #[arg(short = 'p', long = "publish")]
-    publish: Vec<String>,
+    /// The sandbox's options.
+    #[command(flatten)]
+    opts: SandboxOpts,
     /// Command and arguments.
     #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
     cmd: Vec<String>,
@@ -82,13 +67,8 @@ pub async fn run(c: &Client, a: RunArgs) -> anyhow::Result<i32> {
             .name
             .clone()
             .unwrap_or_else(|| format!("run-{:08x}", rand::random::<u32>())),
-        hostname: a.hostname.clone(),
         host_network,
-        dns: a.dns.clone(),
-        dns_search: a.dns_search.clone(),
-        dns_option: a.dns_option.clone(),
-        add_host: a.add_host.clone(),
-        publish: a.publish.clone(),
+        opts: a.opts.clone(),
     };
     let sb = sandbox::create(c, &create).await?;
     let id = s(&sb["Id"]);

@@ -35,17 +35,12 @@ pub enum SandboxCmd {
     },
 }
 
-/// `sandbox create` (also used by `run`).
+/// The options of a new sandbox, shared by `sandbox create` and `run`.
 #[derive(Args, Debug, Clone, Default)]
-pub struct CreateArgs {
-    /// Name.
-    pub name: String,
+pub struct SandboxOpts {
     /// Hostname.
     #[arg(long)]
     pub hostname: Option<String>,
-    /// Share the host's network stack.
-    #[arg(long = "host-network")]
-    pub host_network: bool,
     /// Nameserver (repeatable).
     #[arg(long)]
     pub dns: Vec<String>,
@@ -63,17 +58,30 @@ pub struct CreateArgs {
     pub publish: Vec<String>,
 }
 
+/// `sandbox create`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct CreateArgs {
+    /// Name.
+    pub name: String,
+    /// Share the host's network stack.
+    #[arg(long = "host-network")]
+    pub host_network: bool,
+    /// The sandbox's options.
+    #[command(flatten)]
+    pub opts: SandboxOpts,
+}
+
 /// Creates a sandbox; returns its inspect JSON.
 pub async fn create(c: &Client, a: &CreateArgs) -> anyhow::Result<Value> {
     let body = json!({
         "Name": a.name,
-        "Hostname": a.hostname.clone().unwrap_or_default(),
+        "Hostname": a.opts.hostname.clone().unwrap_or_default(),
         "HostMode": a.host_network,
-        "Dns": a.dns,
-        "DnsSearch": a.dns_search,
-        "DnsOptions": a.dns_option,
-        "ExtraHosts": a.add_host,
-        "Ports": a.publish,
+        "Dns": a.opts.dns,
+        "DnsSearch": a.opts.dns_search,
+        "DnsOptions": a.opts.dns_option,
+        "ExtraHosts": a.opts.add_host,
+        "Ports": a.opts.publish,
     });
     let v = c
         .ok(Method::POST, "/plumb/v1/sandboxes", Some(&body))

@@ -148,11 +148,11 @@ impl SandboxOs for LinuxSandboxOs {
             None => None,
         };
         match (route.and_then(|r| r.v4), index) {
-            (Some(gw), Some(i)) => nl.replace_default_v4(i, gw).await?,
+            (Some(gw), Some(i)) => nl.replace_default(i, gw.into()).await?,
             _ => nl.del_default(false).await?,
         }
         match (route.and_then(|r| r.v6), index) {
-            (Some(gw), Some(i)) => nl.replace_default_v6(i, gw).await?,
+            (Some(gw), Some(i)) => nl.replace_default(i, gw.into()).await?,
             _ => nl.del_default(true).await?,
         }
         Ok(())

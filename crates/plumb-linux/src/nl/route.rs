@@ -9,28 +9,15 @@ use rtnetlink::RouteMessageBuilder;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 impl Nl {
-    /// Points the IPv4 default route at `gw` through link `index` (replacing any other).
-    pub async fn replace_default_v4(&self, index: u32, gw: Ipv4Addr) -> Result<()> {
-        let m = RouteMessageBuilder::<Ipv4Addr>::new()
-            .output_interface(index)
-            .gateway(gw)
-            .build();
-        self.handle
-            .route()
-            .add(m)
-            .replace()
-            .execute()
-            .await
-            .map_err(|e| nl_err(format!("set default route via {gw}"), e))
-    }
-
-    /// Points the IPv6 default route at `gw` through link `index` (replacing any other).
-    pub async fn replace_default_v6(&self, index: u32, gw: Ipv6Addr) -> Result<()> {
-        let mut m = RouteMessageBuilder::<Ipv6Addr>::new()
-            .output_interface(index)
-            .build();
-        m.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet6(gw)));
+    /// Points the default route of `gw`'s family at `gw` through link `index` (replacing any
+    /// other).
+    pub async fn replace_default(&self, index: u32, gw: IpAddr) -> Result<()> {
+        let mut m = family_message(gw.is_ipv6());
+        m.attributes.push(RouteAttribute::Oif(index));
+        m.attributes.push(RouteAttribute::Gateway(match gw {
+            IpAddr::V4(a) => RouteAddress::Inet(a),
+            IpAddr::V6(a) => RouteAddress::Inet6(a),
+        }));
         self.handle
             .route()
             .add(m)
@@ -42,15 +29,10 @@ impl Nl {
 
     /// Removes the default route of the family; succeeds if there is none.
     pub async fn del_default(&self, v6: bool) -> Result<()> {
-        let m = if v6 {
-            RouteMessageBuilder::<Ipv6Addr>::new().build()
-        } else {
-            RouteMessageBuilder::<Ipv4Addr>::new().build()
-        };
         ok_if_gone(
             self.handle
                 .route()
-                .del(m)
+                .del(family_message(v6))
                 .execute()
                 .await
                 .map_err(|e| nl_err("remove default route", e)),
@@ -61,12 +43,7 @@ impl Nl {
     pub async fn routed_prefixes(&self) -> Result<Vec<IpNet>> {
         let mut out = Vec::new();
         for v6 in [false, true] {
-            let m = if v6 {
-                RouteMessageBuilder::<Ipv6Addr>::new().build()
-            } else {
-                RouteMessageBuilder::<Ipv4Addr>::new().build()
-            };
-            let mut s = self.handle.route().get(m).execute();
+            let mut s = self.handle.route().get(family_message(v6)).execute();
             while let Some(r) = s.try_next().await.map_err(|e| nl_err("list routes", e))? {
                 if r.header.table != 254 {
                     continue;
@@ -85,5 +62,15 @@ impl Nl {
             }
         }
         Ok(out)
+    }
+}
+
+/// A main-table, static, unicast route message of one family, with no destination: the
+/// default route, or "every route" in a dump.
+fn family_message(v6: bool) -> netlink_packet_route::route::RouteMessage {
+    if v6 {
+        RouteMessageBuilder::<Ipv6Addr>::new().build()
+    } else {
+        RouteMessageBuilder::<Ipv4Addr>::new().build()
     }
 }
