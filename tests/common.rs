@@ -2,12 +2,28 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use plumb_testkit::CmdOutput;
 pub use plumb_testkit::TestHost;
 use serde_json::Value;
 
 /// A started host, or None (with a message) when the machine lacks root or tools outside CI.
 pub fn host() -> Option<TestHost> {
     plumb_testkit::prerequisites().then(TestHost::started)
+}
+
+/// Runs the real docker CLI against the host's plumbd.
+pub fn docker(h: &TestHost, args: &[&str]) -> CmdOutput {
+    let out = std::process::Command::new("docker")
+        .env("DOCKER_HOST", format!("unix://{}", h.socket.display()))
+        .env("DOCKER_CONFIG", h.dir.join("docker-config"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("the docker CLI is needed for this test: {e}"));
+    CmdOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 /// The inspect JSON of a sandbox.

@@ -3,23 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use plumb_e2e::host;
-use plumb_testkit::{CmdOutput, TestHost};
-use std::process::Command;
-
-fn docker(h: &TestHost, args: &[&str]) -> CmdOutput {
-    let out = Command::new("docker")
-        .env("DOCKER_HOST", format!("unix://{}", h.socket.display()))
-        .env("DOCKER_CONFIG", h.dir.join("docker-config"))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("the docker CLI is needed for this test: {e}"));
-    CmdOutput {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use plumb_e2e::{docker, host};
+use plumb_testkit::TestHost;
 
 /// Runs docker expecting failure with `message` in its error output.
 fn fails_with(h: &TestHost, args: &[&str], message: &str) {
@@ -354,7 +339,7 @@ fn other_users_are_refused() {
     let mode = std::fs::metadata(&h.socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o660, "socket mode");
     let as_nobody = |h: &TestHost| {
-        Command::new(plumb_testkit::bin_dir().join("plumb"))
+        std::process::Command::new(plumb_testkit::bin_dir().join("plumb"))
             .args([
                 "-H",
                 &format!("unix://{}", h.socket.display()),

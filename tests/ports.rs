@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use plumb_e2e::host;
+use plumb_e2e::{docker, host, ip_on, sandbox};
 use plumb_testkit::TestHost;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -236,4 +236,94 @@ fn published_ports_from_outside_host_and_containers() {
         !table.contains(" : 10.60."),
         "no DNAT element left: {table}"
     );
+}
+
+#[test]
+fn ports_published_on_connect_belong_to_the_endpoint() {
+    let Some(mut h) = host() else { return };
+    let outside = h.add_outside();
+    h.plumb_ok(&["network", "create", "--subnet", "10.61.0.0/24", "front"]);
+    h.plumb_ok(&["network", "create", "--subnet", "10.62.0.0/24", "back"]);
+    for sb in ["app", "other", "mover"] {
+        h.plumb_ok(&["sandbox", "create", sb]);
+    }
+    let servers = [serve(&h, "app", &["80"]), serve(&h, "mover", &["81"])];
+    let from_outside = |h: &TestHost, port| client_in_ns(h, &outside, "tcp", "198.51.100.1", port);
+
+    // plumb's CLI: -p on connect; the port goes to the sandbox's gateway endpoint ("back"
+    // sorts first), and the server sees the outside client's own address.
+    h.plumb_ok(&["network", "connect", "front", "app"]);
+    h.plumb_ok(&["network", "connect", "-p", "8181:80", "back", "app"]);
+    assert_eq!(from_outside(&h, 8181).as_deref(), Some("198.51.100.2"));
+    let app = sandbox(&h, "app");
+    assert_eq!(app["Ports"], serde_json::json!(["8181:80/tcp"]), "{app}");
+    let net: serde_json::Value =
+        serde_json::from_str(&h.plumb_ok(&["network", "inspect", "back"])).unwrap();
+    let entry = &net[0]["Containers"][app["Id"].as_str().unwrap()];
+    assert_eq!(entry["Ports"], serde_json::json!(["8181:80/tcp"]), "{net}");
+
+    // The docker CLI: the port map as an endpoint driver option; a conflict names the holder
+    // and leaves the sandbox unattached.
+    let o = docker(
+        &h,
+        &[
+            "network",
+            "connect",
+            "--driver-opt",
+            "com.docker.network.portmap=8181:80",
+            "front",
+            "other",
+        ],
+    );
+    assert!(
+        !o.ok() && o.stderr.contains("already published by sandbox app"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(sandbox(&h, "other")["Endpoints"], serde_json::json!([]));
+
+    // Docker's PortBindings shape on the API: "mover" publishes 8282 through "front", then
+    // joining "back" makes that the gateway and the port follows it.
+    let (st, v) = h.api(
+        "POST",
+        "/networks/front/connect",
+        Some(
+            &serde_json::json!({"Container": "mover", "EndpointConfig": {
+            "PortBindings": {"81/tcp": [{"HostIp": "", "HostPort": "8282"}]}}}),
+        ),
+    );
+    assert_eq!(st, 200, "{v}");
+    let front_ip = ip_on(&h, "mover", "front");
+    assert!(h
+        .plumb_ok(&["firewall", "show"])
+        .contains(&format!("8282 : {front_ip} . 81")));
+    assert_eq!(from_outside(&h, 8282).as_deref(), Some("198.51.100.2"));
+    h.plumb_ok(&["network", "connect", "back", "mover"]);
+    let back_ip = ip_on(&h, "mover", "back");
+    let table = h.plumb_ok(&["firewall", "show"]);
+    assert!(table.contains(&format!("8282 : {back_ip} . 81")), "{table}");
+    assert!(!table.contains(&format!(": {front_ip} . 81")), "{table}");
+    assert_eq!(from_outside(&h, 8282).as_deref(), Some("198.51.100.2"));
+
+    // State survives kill -9: the endpoint's port is published again after the restart.
+    h.kill9();
+    h.start();
+    assert_eq!(from_outside(&h, 8181).as_deref(), Some("198.51.100.2"));
+    assert_eq!(from_outside(&h, 8282).as_deref(), Some("198.51.100.2"));
+    let err = h.plumb_err(&["network", "connect", "-p", "8282:1", "front", "other"]);
+    assert!(err.contains("already published by sandbox mover"), "{err}");
+
+    // Disconnecting the endpoint withdraws its ports, also when it is not the gateway.
+    h.plumb_ok(&["network", "disconnect", "back", "app"]);
+    assert_eq!(from_outside(&h, 8181), None);
+    assert_eq!(sandbox(&h, "app")["Ports"], serde_json::json!([]));
+    h.plumb_ok(&["network", "disconnect", "front", "mover"]);
+    assert_eq!(from_outside(&h, 8282), None);
+    let table = h.plumb_ok(&["firewall", "show"]);
+    assert!(!table.contains(" . 81"), "{table}");
+    // The port is free again.
+    h.plumb_ok(&["network", "connect", "-p", "8282:80", "front", "other"]);
+    drop(servers);
+    h.plumb_ok(&["sandbox", "rm", "app", "other", "mover"]);
+    assert!(!h.plumb_ok(&["firewall", "show"]).contains(" : 10.6"));
 }

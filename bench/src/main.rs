@@ -62,6 +62,63 @@ pub fn latency_figures(out: &mut Vec<Figure>, what: &str, ms: &[f64], n: usize) 
     }
 }
 
+/// Flags that make plumbd log the phases of each operation (see `phase_growth`).
+pub const PHASE_LOG: [&str; 2] = ["--log-level", "info,plumb::timing=debug"];
+
+/// Median of each logged phase of `op` over the first `k` and the last `k` operations, from
+/// plumbd's log: (phase, first-k median µs, last-k median µs), in log order.
+pub fn phase_growth(log: &str, op: &str, k: usize) -> Vec<(String, f64, f64)> {
+    let tag = format!("op=\"{op}\"");
+    let runs: Vec<Vec<(String, f64)>> = log
+        .lines()
+        .filter(|l| l.contains("plumb::timing") && l.contains(&tag))
+        .filter_map(|l| l.split_once("phases=").map(|(_, p)| p))
+        .map(|p| {
+            p.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .filter_map(|(n, v)| Some((n.to_owned(), v.parse().ok()?)))
+                .collect()
+        })
+        .collect();
+    let Some(first_run) = runs.first() else {
+        return Vec::new();
+    };
+    let k = k.min(runs.len());
+    let of = |runs: &[Vec<(String, f64)>], name: &str| {
+        let v: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r.iter().find(|(n, _)| n == name).map(|(_, us)| *us))
+            .collect();
+        median(&v)
+    };
+    first_run
+        .iter()
+        .map(|(name, _)| {
+            (
+                name.clone(),
+                of(&runs[..k], name),
+                of(&runs[runs.len() - k..], name),
+            )
+        })
+        .collect()
+}
+
+/// The growth of each phase of a connect (in plumbd and in the bridge driver), from plumbd's
+/// log, as `{prefix}_phase_{phase}_last{k}_over_first{k}` figures.
+pub fn phase_figures(figures: &mut Vec<Figure>, log: &str, prefix: &str, k: usize) {
+    let phases = phase_growth(log, "connect", k)
+        .into_iter()
+        .chain(phase_growth(log, "bridge_join", k));
+    for (phase, first, last) in phases {
+        figures.push(Figure {
+            name: format!("{prefix}_phase_{phase}_last{k}_over_first{k}"),
+            unit: "ratio",
+            value: last / first.max(1.0),
+            context: format!("inside plumbd: last {k} {last:.0} µs, first {k} {first:.0} µs"),
+        });
+    }
+}
+
 /// `docker network ls` as a whole process with 100 networks, and `GET /networks/{id}` round
 /// trips (each on a new connection, an upper bound of the server time).
 fn api_figures(figures: &mut Vec<Figure>) {
@@ -111,7 +168,9 @@ fn api_figures(figures: &mut Vec<Figure>) {
 /// Endpoint figures: connect/disconnect latency over `n` sandboxes on one network, growth,
 /// and plumbd's RSS.
 fn endpoint_figures(figures: &mut Vec<Figure>, n: usize) {
-    let h = TestHost::started();
+    let mut h = TestHost::new();
+    h.set_daemon_args(&PHASE_LOG);
+    h.start();
     let pid = h.daemon_pid().unwrap();
     let (st, v) = h.api(
         "POST",
@@ -159,6 +218,7 @@ fn endpoint_figures(figures: &mut Vec<Figure>, n: usize) {
             "median of the last {k} connects ({last:.3} ms) over the first {k} ({first:.3} ms)"
         ),
     });
+    phase_figures(figures, &h.log(), "connect", k);
     let mut disconnect = Vec::with_capacity(n);
     for i in 0..n {
         let body = json!({"Container": format!("s{i}")});

@@ -2,7 +2,7 @@
 //! sandboxes (and its growth), publishing a range of 1,000 ports, and the TCP connection
 //! rate to a published port with 1 mapping and with 1,000.
 
-use crate::{latency_figures, median, Figure};
+use crate::{latency_figures, median, phase_figures, Figure, PHASE_LOG};
 use plumb_testkit::TestHost;
 use serde_json::json;
 use std::os::fd::AsRawFd;
@@ -54,7 +54,9 @@ fn connection_rate(outside_ns: &str, port: u16, secs: f64) -> f64 {
 
 /// Adds the published-port figures.
 pub fn port_figures(figures: &mut Vec<Figure>, n: usize) {
-    let mut h = TestHost::started();
+    let mut h = TestHost::new();
+    h.set_daemon_args(&PHASE_LOG);
+    h.start();
     let outside = h.add_outside();
     let (st, v) = h.api(
         "POST",
@@ -110,6 +112,7 @@ pub fn port_figures(figures: &mut Vec<Figure>, n: usize) {
             "each sandbox publishes one port; last {k} {last:.3} ms, first {k} {first:.3} ms"
         ),
     });
+    phase_figures(figures, &h.log(), "connect_with_port", k);
     figures.push(Figure {
         name: "tcp_connections_per_s_1_mapping".into(),
         unit: "conn/s",

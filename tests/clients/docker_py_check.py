@@ -35,10 +35,17 @@ check([n.name for n in client.networks.list(filters={"label": "x=y"})] == ["py1"
 check([n.name for n in client.networks.list(names=["py1"])] == ["py1"], "names filter")
 check(client.networks.list(filters={"dangling": True})[0].name == "py1", "dangling filter")
 
-net.connect(sandbox, ipv4_address="10.88.0.42", aliases=["api"])
+try:
+    net.connect(sandbox, driver_opt={"com.docker.network.portmap": "80"})
+    check(False, "a port without host port must fail")
+except docker.errors.APIError as e:
+    check(e.status_code == 400 and "HOST_PORT:CONTAINER_PORT" in str(e), f"bad port -> 400: {e}")
+net.connect(sandbox, ipv4_address="10.88.0.42", aliases=["api"],
+            driver_opt={"com.docker.network.portmap": "18099:80,18100:81/udp"})
 net.reload()
 members = list(net.attrs["Containers"].values())
 check(len(members) == 1 and members[0]["IPv4Address"] == "10.88.0.42/24", f"containers {members}")
+check(members[0].get("Ports") == ["18099:80/tcp", "18100:81/udp"], f"ports {members[0]}")
 check(members[0]["MacAddress"] == "02:42:0a:58:00:2a", f"mac {members[0]}")
 check(client.networks.list(filters={"dangling": True}) == [], "in use is not dangling")
 

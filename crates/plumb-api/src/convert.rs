@@ -1,8 +1,10 @@
 //! From Docker's request bodies to plumb's specs, naming the field that is wrong.
 
 use crate::error::ApiError;
-use crate::types::{Connect, NetworkCreate, SandboxCreate};
+use crate::types::{Connect, NetworkCreate, PortBinding, SandboxCreate};
 use plumb_core::model::{EndpointSpec, MacAddr, NetworkSpec, PoolRequest, SandboxSpec, Scope};
+use plumb_core::ports::{self, PortMapping, PORTMAP_OPTION};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 fn ip(field: &str, v: &str) -> Result<Option<IpAddr>, ApiError> {
@@ -100,6 +102,7 @@ pub fn endpoint_spec(req: &Connect) -> Result<EndpointSpec, ApiError> {
                 .map_err(|e| ApiError::bad_request(format!("invalid MacAddress: {e}")))?,
         ),
     };
+    let mut driver_opts = cfg.and_then(|c| c.driver_opts.clone()).unwrap_or_default();
     Ok(EndpointSpec {
         name: String::new(),
         ipv4: ip(
@@ -113,8 +116,45 @@ pub fn endpoint_spec(req: &Connect) -> Result<EndpointSpec, ApiError> {
         mac,
         aliases: cfg.and_then(|c| c.aliases.clone()).unwrap_or_default(),
         gw_priority: cfg.map(|c| c.gw_priority).unwrap_or(0),
-        driver_opts: cfg.and_then(|c| c.driver_opts.clone()).unwrap_or_default(),
+        ports: endpoint_ports(&mut driver_opts, cfg.and_then(|c| c.port_bindings.as_ref()))?,
+        driver_opts,
     })
+}
+
+/// The ports an endpoint publishes: the `com.docker.network.portmap` driver option (taken out
+/// of the options) and the `PortBindings` extension.
+fn endpoint_ports(
+    driver_opts: &mut BTreeMap<String, String>,
+    bindings: Option<&BTreeMap<String, Option<Vec<PortBinding>>>>,
+) -> Result<Vec<PortMapping>, ApiError> {
+    let bad = |e: plumb_core::Error| ApiError::bad_request(e.to_string());
+    let mut ports = match driver_opts.remove(PORTMAP_OPTION) {
+        Some(list) => ports::parse_list(&list).map_err(bad)?,
+        None => Vec::new(),
+    };
+    for (container, hosts) in bindings.into_iter().flatten() {
+        let (cport, proto) = container.split_once('/').unwrap_or((container, "tcp"));
+        for h in hosts.iter().flatten() {
+            if h.host_port.is_empty() {
+                return Err(ApiError::bad_request(format!(
+                    "invalid PortBindings: {container} needs a HostPort (plumb does not pick host ports)"
+                )));
+            }
+            let spec = match h.host_ip.parse::<IpAddr>() {
+                Ok(IpAddr::V6(ip)) => format!("[{ip}]:{}:{cport}/{proto}", h.host_port),
+                Ok(ip) => format!("{ip}:{}:{cport}/{proto}", h.host_port),
+                Err(_) if h.host_ip.is_empty() => format!("{}:{cport}/{proto}", h.host_port),
+                Err(_) => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid PortBindings: HostIp {:?} is not an IP address",
+                        h.host_ip
+                    )))
+                }
+            };
+            ports.extend(ports::parse(&spec).map_err(bad)?);
+        }
+    }
+    Ok(ports)
 }
 
 /// Builds a sandbox spec from `POST /plumb/v1/sandboxes`.

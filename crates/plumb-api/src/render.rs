@@ -90,16 +90,19 @@ pub fn network_inspect(v: &NetworkView) -> Value {
     let mut containers = Map::new();
     for (ep, sb) in &v.endpoints {
         let Some(sb) = sb else { continue };
-        containers.insert(
-            sb.id.to_string(),
-            json!({
-                "Name": sb.spec.name,
-                "EndpointID": ep.id.to_string(),
-                "MacAddress": ep.mac.map(|m| m.to_string()).unwrap_or_default(),
-                "IPv4Address": ep.ipv4.map(|a| a.to_string()).unwrap_or_default(),
-                "IPv6Address": ep.ipv6.map(|a| a.to_string()).unwrap_or_default(),
-            }),
-        );
+        let mut c = json!({
+            "Name": sb.spec.name,
+            "EndpointID": ep.id.to_string(),
+            "MacAddress": ep.mac.map(|m| m.to_string()).unwrap_or_default(),
+            "IPv4Address": ep.ipv4.map(|a| a.to_string()).unwrap_or_default(),
+            "IPv6Address": ep.ipv6.map(|a| a.to_string()).unwrap_or_default(),
+        });
+        // plumb's addition, only where ports are published to this endpoint: Docker's own
+        // shape is unchanged otherwise.
+        if let (Some(ports), Value::Object(m)) = (v.published.get(&ep.id), &mut c) {
+            m.insert("Ports".into(), port_strings(ports));
+        }
+        containers.insert(sb.id.to_string(), c);
     }
     if let Value::Object(m) = &mut out {
         m.insert("Containers".into(), Value::Object(containers));
@@ -126,6 +129,7 @@ pub fn sandbox(v: &SandboxView) -> Value {
                 "IPv6Address": ep.ipv6.map(|a| a.to_string()).unwrap_or_default(),
                 "Aliases": ep.aliases,
                 "GwPriority": ep.gw_priority,
+                "Ports": port_strings(&ep.ports),
                 "IsGateway": v.gateway_endpoint.as_ref() == Some(&ep.id),
             })
         })
@@ -140,7 +144,11 @@ pub fn sandbox(v: &SandboxView) -> Value {
         "HostsPath": dir.join("hosts"),
         "HostnamePath": dir.join("hostname"),
         "Created": rfc3339_nanos(sb.created_unix_nanos),
-        "Ports": sb.spec.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        "Ports": port_strings(&v.ports),
         "Endpoints": endpoints,
     })
+}
+
+fn port_strings(ports: &[plumb_core::ports::PortMapping]) -> Value {
+    json!(ports.iter().map(|p| p.to_string()).collect::<Vec<_>>())
 }

@@ -133,6 +133,22 @@ pub struct EndpointConfig {
     /// Gateway priority.
     #[serde(rename = "GwPriority", deserialize_with = "nullable")]
     pub gw_priority: i32,
+    /// plumb's extension: ports to publish while this endpoint is joined, in the shape of
+    /// Docker's `HostConfig.PortBindings` (`{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`).
+    #[serde(rename = "PortBindings")]
+    pub port_bindings: Option<BTreeMap<String, Option<Vec<PortBinding>>>>,
+}
+
+/// One host side of a port binding (Docker's `PortBinding`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct PortBinding {
+    /// Host address; empty for every address.
+    #[serde(rename = "HostIp", deserialize_with = "nullable")]
+    pub host_ip: String,
+    /// Host port or range.
+    #[serde(rename = "HostPort", deserialize_with = "nullable")]
+    pub host_port: String,
 }
 
 /// `EndpointIPAMConfig`.

@@ -121,6 +121,13 @@ pub struct ConnectArgs {
     /// Gateway priority (highest gives the default route).
     #[arg(long, default_value_t = 0)]
     gw_priority: i32,
+    /// Publish a port while this endpoint is joined: [IP:]HOST[-END]:CONTAINER[-END][/PROTO]
+    /// (repeatable).
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Endpoint driver option key=value (repeatable).
+    #[arg(long)]
+    driver_opt: Vec<String>,
 }
 
 fn kv(field: &str, items: &[String]) -> anyhow::Result<Map<String, Value>> {
@@ -280,6 +287,11 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> anyhow::Result<()> {
             }
         }
         NetworkCmd::Connect(a) => {
+            let mut opts = kv("driver-opt", &a.driver_opt)?;
+            if !a.publish.is_empty() {
+                let ports = plumb_core::ports::PORTMAP_OPTION.to_owned();
+                opts.insert(ports, Value::String(a.publish.join(",")));
+            }
             let body = json!({
                 "Container": a.sandbox,
                 "EndpointConfig": {
@@ -287,6 +299,7 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> anyhow::Result<()> {
                     "Aliases": a.alias,
                     "MacAddress": a.mac_address.unwrap_or_default(),
                     "GwPriority": a.gw_priority,
+                    "DriverOpts": opts,
                 },
             });
             c.ok(

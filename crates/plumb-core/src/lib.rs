@@ -25,6 +25,7 @@ pub mod model;
 pub mod names;
 pub mod ports;
 pub mod store;
+pub mod timing;
 
 pub use controller::{Config, Controller, NetworkView, SandboxView};
 pub use error::{BoxError, Error, ErrorKind, Result};

@@ -139,6 +139,9 @@ pub struct EndpointSpec {
     pub gw_priority: i32,
     /// Driver options.
     pub driver_opts: BTreeMap<String, String>,
+    /// Ports the sandbox publishes while this endpoint is joined (through its gateway
+    /// endpoint, like the sandbox's own ports).
+    pub ports: Vec<crate::ports::PortMapping>,
 }
 
 /// An address with its prefix length, as configured on an interface.
@@ -169,6 +172,9 @@ pub struct Endpoint {
     pub sandbox: Option<SandboxId>,
     /// Interface name inside the sandbox while joined (eth0, eth1, ...).
     pub ifname: Option<String>,
+    /// Ports published while joined (see [`EndpointSpec::ports`]).
+    #[serde(default)]
+    pub ports: Vec<crate::ports::PortMapping>,
     /// IPv4 gateway the driver offered at join (runtime only: a restart joins again).
     #[serde(skip)]
     pub gateway_v4: Option<Ipv4Addr>,

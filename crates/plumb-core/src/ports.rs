@@ -91,6 +91,22 @@ fn port_range(field: &str, s: &str) -> Result<(u16, u16)> {
     Ok((a, b))
 }
 
+/// The endpoint driver option that carries ports to publish (the name libnetwork gives its
+/// port map), as `-p` values separated by commas or spaces.
+pub const PORTMAP_OPTION: &str = "com.docker.network.portmap";
+
+/// Parses `-p` values separated by commas or whitespace.
+pub fn parse_list(list: &str) -> Result<Vec<PortMapping>> {
+    let mut out = Vec::new();
+    for spec in list
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+    {
+        out.extend(parse(spec)?);
+    }
+    Ok(out)
+}
+
 /// Parses one `-p` value into its mappings (a range gives one per port).
 pub fn parse(spec: &str) -> Result<Vec<PortMapping>> {
     let field = "Ports";

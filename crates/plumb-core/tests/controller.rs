@@ -8,6 +8,7 @@ use plumb_core::driver::{Capabilities, DefaultRoute, JoinInfo, NetworkDriver, Sa
 use plumb_core::model::{
     Endpoint, EndpointSpec, Network, NetworkSpec, PoolRequest, Sandbox, SandboxSpec,
 };
+use plumb_core::ports::PortMapping;
 use plumb_core::store::Store;
 use plumb_core::{BoxError, Config, Controller, Error, SandboxId};
 use plumb_store::MemoryStore;
@@ -65,6 +66,8 @@ struct FakeBridge {
     fail_join: AtomicBool,
     fail_create: AtomicBool,
     joined: Mutex<Vec<String>>,
+    /// Published ports by the address they go to.
+    published: Mutex<Vec<(String, PortMapping)>>,
 }
 
 #[async_trait]
@@ -110,6 +113,28 @@ impl NetworkDriver for FakeBridge {
             },
             gateway_v6: None,
         })
+    }
+    async fn program_external(
+        &self,
+        _: &Network,
+        ep: &Endpoint,
+        ports: &[PortMapping],
+    ) -> Result<(), BoxError> {
+        let to = ep.ipv4.map(|a| a.addr().to_string()).unwrap_or_default();
+        let mut p = self.published.lock().unwrap();
+        p.extend(ports.iter().map(|m| (to.clone(), *m)));
+        Ok(())
+    }
+    async fn revoke_external(
+        &self,
+        _: &Network,
+        ep: &Endpoint,
+        ports: &[PortMapping],
+    ) -> Result<(), BoxError> {
+        let to = ep.ipv4.map(|a| a.addr().to_string()).unwrap_or_default();
+        let mut p = self.published.lock().unwrap();
+        p.retain(|(a, m)| !(a == &to && ports.contains(m)));
+        Ok(())
     }
     async fn leave(&self, _: &Network, ep: &Endpoint, _: &Sandbox) -> Result<(), BoxError> {
         self.joined.lock().unwrap().retain(|n| n != &ep.name);
@@ -399,4 +424,70 @@ async fn restart_rebuilds_state_and_allocator() {
         Err(Error::PoolExhausted { .. })
     ));
     assert!(s.ctl.sandbox("g").await.unwrap().endpoints.is_empty());
+}
+
+#[tokio::test]
+async fn endpoint_ports_conflict_move_with_the_gateway_and_go_with_the_endpoint() {
+    let s = setup().await;
+    s.ctl.create_network(net("n", "10.0.0.0/24")).await.unwrap();
+    s.ctl.create_network(net("m", "10.1.0.0/24")).await.unwrap();
+    for name in ["a", "b"] {
+        s.ctl.create_sandbox(sb(name)).await.unwrap();
+    }
+    let with_port = |p: &str| EndpointSpec {
+        ports: plumb_core::ports::parse(p).unwrap(),
+        ..Default::default()
+    };
+    let published = || {
+        let mut v: Vec<String> = s
+            .driver
+            .published
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(to, m)| format!("{m}->{to}"))
+            .collect();
+        v.sort();
+        v
+    };
+    s.ctl.connect("n", "a", with_port("8080:80")).await.unwrap();
+    assert_eq!(published(), ["8080:80/tcp->10.0.0.2"]);
+
+    // A taken port: an error naming the holder, no endpoint, no address held.
+    let err = s
+        .ctl
+        .connect("n", "b", with_port("8080:81"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::PortInUse { ref holder, .. } if holder == "a"),
+        "{err}"
+    );
+    assert!(s.ctl.sandbox("b").await.unwrap().endpoints.is_empty());
+    assert_eq!(s.ctl.network("n").await.unwrap().endpoints.len(), 1);
+    let again = EndpointSpec {
+        ipv4: Some("10.0.0.3".parse().unwrap()),
+        ..Default::default()
+    };
+    s.ctl.connect("n", "b", again).await.unwrap();
+
+    // Joining "m" moves the gateway (m sorts first): the port follows it.
+    s.ctl
+        .connect("m", "a", EndpointSpec::default())
+        .await
+        .unwrap();
+    assert_eq!(published(), ["8080:80/tcp->10.1.0.2"]);
+    assert_eq!(
+        s.ctl.sandbox("a").await.unwrap().ports,
+        plumb_core::ports::parse("8080:80").unwrap()
+    );
+    // Leaving "n" takes the endpoint's port away, though "n" is not the gateway.
+    s.ctl.disconnect("n", "a").await.unwrap();
+    assert_eq!(published(), Vec::<String>::new());
+    s.ctl.disconnect("n", "b").await.unwrap();
+    let ep = s.ctl.connect("n", "b", with_port("8080:81")).await.unwrap();
+    let to = ep.ipv4.unwrap().addr();
+    assert_eq!(published(), [format!("8080:81/tcp->{to}")]);
+    s.ctl.delete_sandbox("b").await.unwrap();
+    assert_eq!(published(), Vec::<String>::new());
 }

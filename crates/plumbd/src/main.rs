@@ -70,6 +70,7 @@ fn main() -> anyhow::Result<()> {
                 .context("invalid --log-level")?,
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -9,6 +9,7 @@ use crate::events::{now_nanos, Event};
 use crate::ids::{is_id_prefix, EndpointId, NetworkId, SandboxId};
 use crate::ipam::Holder;
 use crate::model::{validate_name, Endpoint, EndpointSpec, MacAddr, Sandbox};
+use crate::ports::PortMapping;
 use crate::store::{endpoint_key, Expect, Op};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -149,6 +150,7 @@ impl Controller {
         mut spec: EndpointSpec,
     ) -> Result<Endpoint> {
         let mut st = self.state.lock().await;
+        st.phases.start();
         let net_id = st.find_network(network)?;
         let sb_id = st.find_sandbox(sandbox)?;
         self.check_attachable(&st, &net_id, &sb_id)?;
@@ -158,6 +160,7 @@ impl Controller {
         let mut ep = self.allocate(&mut st, &net_id, spec)?;
         ep.sandbox = Some(sb_id.clone());
         ep.ifname = Some(st.free_ifname(&sb_id));
+        st.phases.mark("allocate");
         let key = endpoint_key(&net_id, &ep.id);
         let rev = match self
             .commit(vec![Op::Put {
@@ -174,6 +177,7 @@ impl Controller {
             }
         };
         st.net_mut(&net_id)?.add_member(&ep);
+        st.phases.mark("commit");
         if let Err(e) = self.plumb_in(&mut st, ep.clone(), rev).await {
             let _ = self
                 .commit(vec![Op::Delete {
@@ -186,6 +190,7 @@ impl Controller {
         }
         let ep = st.ep(&ep.id)?.0.clone();
         self.emit(connect_event("connect", &st, &ep));
+        st.phases.finish("connect");
         Ok(ep)
     }
 
@@ -278,8 +283,15 @@ impl Controller {
             ifname: None,
             gateway_v4: None,
             gateway_v6: None,
+            ports: spec.ports,
         };
         if !needs {
+            if !ep.ports.is_empty() {
+                return Err(Error::invalid(
+                    "Ports",
+                    format!("network {net_name} ({driver}) cannot publish ports"),
+                ));
+            }
             if spec.ipv4.is_some() || spec.ipv6.is_some() {
                 return Err(Error::invalid(
                     "IPAMConfig",
@@ -344,16 +356,20 @@ impl Controller {
         };
         let sb = st.sb(&sb_id)?.sb.clone();
         let driver = self.driver(&net.spec.driver)?;
+        st.check_ports(&ep.ports)?;
         let ifname = ep.ifname.clone().unwrap_or_else(|| "eth0".into());
         let info = driver
             .join(&net, &ep, &sb, &ifname)
             .await
             .map_err(|e| driver_err(&net.spec.driver, e))?;
+        st.phases.mark("driver_join");
         ep.gateway_v4 = info.gateway_v4;
         ep.gateway_v6 = info.gateway_v6;
         let previous = st.endpoints.insert(ep.id.clone(), (ep.clone(), rev));
         st.sb_mut(&sb_id)?.endpoints.insert(ep.id.clone());
+        st.publish(&sb_id, &ep.ports);
         if let Err(e) = self.refresh_sandbox(st, &sb_id).await {
+            st.unpublish(&sb_id, &ep.ports);
             st.sb_mut(&sb_id)?.endpoints.remove(&ep.id);
             match previous {
                 Some(p) => st.endpoints.insert(ep.id.clone(), p),
@@ -364,6 +380,7 @@ impl Controller {
             return Err(e);
         }
         self.names.add(&sb, &ep, net.spec.internal);
+        st.phases.mark("names");
         Ok(())
     }
 
@@ -388,6 +405,7 @@ impl Controller {
             let _ = self.refresh_sandbox(st, &sb_id).await;
             return Err(driver_err(&net.spec.driver, e));
         }
+        st.unpublish(&sb_id, &ep.ports);
         Ok(())
     }
 
@@ -436,13 +454,18 @@ impl Controller {
                 .await
                 .map_err(os_err)?;
         }
+        st.phases.mark("route");
         self.os
             .write_hosts(&sandbox, &hosts)
             .await
             .map_err(os_err)?;
-        if changed && !sandbox.spec.ports.is_empty() {
+        st.phases.mark("hosts");
+        let ports = st.sandbox_ports(sb_id);
+        let programmed = &st.sb(sb_id)?.programmed;
+        if changed || ports != *programmed {
+            let (old, new) = (old_gw.as_ref(), new_gw.as_ref());
             if let Err(e) = self
-                .move_external(st, &sandbox, old_gw.as_ref(), new_gw.as_ref())
+                .sync_external(st, &sandbox, (old, programmed), (new, &ports))
                 .await
             {
                 // Undo the route change so the sandbox stays as it was.
@@ -454,43 +477,79 @@ impl Controller {
                         v4: e.gateway_v4,
                         v6: e.gateway_v6,
                     });
-                let _ = self
-                    .os
-                    .set_default_route(&sandbox, old_route.as_ref())
-                    .await;
+                if changed {
+                    let _ = self
+                        .os
+                        .set_default_route(&sandbox, old_route.as_ref())
+                        .await;
+                }
                 return Err(e);
             }
         }
-        st.sb_mut(sb_id)?.gateway = new_gw;
+        st.phases.mark("ports");
+        let entry = st.sb_mut(sb_id)?;
+        entry.programmed = if new_gw.is_some() { ports } else { Vec::new() };
+        entry.gateway = new_gw;
         Ok(())
     }
 
-    /// Moves the sandbox's published ports from the old gateway endpoint to the new one.
-    /// Withdrawing never fails the operation; publishing does.
-    pub(super) async fn move_external(
+    /// Makes the published ports of `sb` go from `old` (gateway endpoint, ports programmed on
+    /// it) to `new`: when the gateway stays, only the difference is revoked and programmed.
+    /// Withdrawing never fails the operation; when publishing fails, what was withdrawn is
+    /// put back and the error returned.
+    pub(super) async fn sync_external(
         &self,
         st: &State,
         sb: &Sandbox,
-        old: Option<&EndpointId>,
-        new: Option<&EndpointId>,
+        old: (Option<&EndpointId>, &[PortMapping]),
+        new: (Option<&EndpointId>, &[PortMapping]),
     ) -> Result<()> {
         let lookup = |id: Option<&EndpointId>| {
             let (ep, _) = st.endpoints.get(id?)?;
             let net = st.networks.get(&ep.network)?;
             Some((ep.clone(), net.net.clone()))
         };
-        if let Some((ep, net)) = lookup(old) {
-            if let Ok(d) = self.driver(&net.spec.driver) {
-                if let Err(e) = d.revoke_external(&net, &ep, &sb.spec.ports).await {
-                    tracing::warn!(sandbox = %sb.spec.name, error = %e, "withdrawing published ports failed");
+        let (old_ep, new_ep) = (lookup(old.0), lookup(new.0));
+        let same = old.0.is_some() && old.0 == new.0;
+        let (revoke, program): (Vec<PortMapping>, Vec<PortMapping>) = if same {
+            (
+                old.1
+                    .iter()
+                    .filter(|p| !new.1.contains(p))
+                    .copied()
+                    .collect(),
+                new.1
+                    .iter()
+                    .filter(|p| !old.1.contains(p))
+                    .copied()
+                    .collect(),
+            )
+        } else {
+            (old.1.to_vec(), new.1.to_vec())
+        };
+        if let Some((ep, net)) = &old_ep {
+            if !revoke.is_empty() {
+                if let Ok(d) = self.driver(&net.spec.driver) {
+                    if let Err(e) = d.revoke_external(net, ep, &revoke).await {
+                        tracing::warn!(sandbox = %sb.spec.name, error = %e, "withdrawing published ports failed");
+                    }
                 }
             }
         }
-        if let Some((ep, net)) = lookup(new) {
-            self.driver(&net.spec.driver)?
-                .program_external(&net, &ep, &sb.spec.ports)
-                .await
-                .map_err(|e| driver_err(&net.spec.driver, e))?;
+        let Some((ep, net)) = &new_ep else {
+            return Ok(());
+        };
+        if program.is_empty() {
+            return Ok(());
+        }
+        let driver = self.driver(&net.spec.driver)?;
+        if let Err(e) = driver.program_external(net, ep, &program).await {
+            if let Some((ep, net)) = &old_ep {
+                if let Ok(d) = self.driver(&net.spec.driver) {
+                    let _ = d.program_external(net, ep, &revoke).await;
+                }
+            }
+            return Err(driver_err(&net.spec.driver, e));
         }
         Ok(())
     }

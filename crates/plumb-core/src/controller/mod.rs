@@ -112,13 +112,11 @@ impl Controller {
             }
         }
         for sb in st.sandboxes.values() {
-            if sb.sb.spec.ports.is_empty() {
+            if sb.programmed.is_empty() {
                 continue;
             }
-            if let Err(e) = self
-                .move_external(&st, &sb.sb, None, sb.gateway.as_ref())
-                .await
-            {
+            let now = (sb.gateway.as_ref(), sb.programmed.as_slice());
+            if let Err(e) = self.sync_external(&st, &sb.sb, (None, &[]), now).await {
                 tracing::warn!(sandbox = %sb.sb.spec.name, error = %e, "re-publishing ports failed");
             }
         }

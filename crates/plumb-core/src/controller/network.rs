@@ -19,6 +19,8 @@ pub struct NetworkView {
     pub network: Network,
     /// Its endpoints, each with the sandbox it is joined to.
     pub endpoints: Vec<(Endpoint, Option<Sandbox>)>,
+    /// The ports published to each of its endpoints that is its sandbox's gateway.
+    pub published: std::collections::HashMap<crate::EndpointId, Vec<crate::ports::PortMapping>>,
 }
 
 impl Controller {
@@ -330,22 +332,25 @@ impl Controller {
     }
 
     fn view(&self, st: &super::state::State, n: &NetEntry) -> NetworkView {
+        let mut published = std::collections::HashMap::new();
         let endpoints = n
             .endpoints
             .iter()
             .filter_map(|e| st.endpoints.get(e))
             .map(|(ep, _)| {
-                let sb = ep
-                    .sandbox
-                    .as_ref()
-                    .and_then(|s| st.sandboxes.get(s))
-                    .map(|s| s.sb.clone());
-                (ep.clone(), sb)
+                let entry = ep.sandbox.as_ref().and_then(|s| st.sandboxes.get(s));
+                if let Some(sb) = entry {
+                    if sb.gateway.as_ref() == Some(&ep.id) && !sb.programmed.is_empty() {
+                        published.insert(ep.id.clone(), sb.programmed.clone());
+                    }
+                }
+                (ep.clone(), entry.map(|s| s.sb.clone()))
             })
             .collect();
         NetworkView {
             network: n.net.clone(),
             endpoints,
+            published,
         }
     }
 

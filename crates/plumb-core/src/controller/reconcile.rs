@@ -27,6 +27,7 @@ impl Controller {
                     rev: e.revision,
                     endpoints: BTreeSet::new(),
                     gateway: None,
+                    programmed: Vec::new(),
                 },
             );
         }

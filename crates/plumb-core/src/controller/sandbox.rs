@@ -18,6 +18,8 @@ pub struct SandboxView {
     pub endpoints: Vec<(Endpoint, Network)>,
     /// The endpoint giving the default route.
     pub gateway_endpoint: Option<crate::EndpointId>,
+    /// Every port it publishes: its own and its endpoints'.
+    pub ports: Vec<crate::ports::PortMapping>,
 }
 
 impl Controller {
@@ -87,6 +89,7 @@ impl Controller {
                 rev,
                 endpoints: BTreeSet::new(),
                 gateway: None,
+                programmed: Vec::new(),
             },
         );
         drop(st);
@@ -102,6 +105,7 @@ impl Controller {
         let sb = entry.sb.clone();
         let rev = entry.rev;
         let entry_gateway = entry.gateway.clone();
+        let programmed = entry.programmed.clone();
         let eps: Vec<Endpoint> = entry
             .endpoints
             .iter()
@@ -122,12 +126,12 @@ impl Controller {
         if let Some(r) = &self.config.resolver {
             r.detach(&sb).await;
         }
-        if let Some(gw) = entry_gateway {
-            // Withdrawing only: cannot fail.
-            let _ = self.move_external(&st, &sb, Some(&gw), None).await;
-        }
+        // Withdrawing only: cannot fail.
+        let was = (entry_gateway.as_ref(), programmed.as_slice());
+        let _ = self.sync_external(&st, &sb, was, (None, &[])).await;
         st.unpublish(&id, &sb.spec.ports);
         for ep in &eps {
+            st.unpublish(&id, &ep.ports);
             self.names.remove(&ep.id);
             let net = st.net(&ep.network)?.net.clone();
             if let Ok(driver) = self.driver(&net.spec.driver) {
@@ -183,6 +187,7 @@ fn view(st: &super::state::State, s: &SbEntry) -> SandboxView {
         sandbox: s.sb.clone(),
         endpoints,
         gateway_endpoint: s.gateway.clone(),
+        ports: st.sandbox_ports(&s.sb.id),
     }
 }
 

@@ -81,6 +81,8 @@ pub(super) struct SbEntry {
     pub rev: Revision,
     pub endpoints: BTreeSet<EndpointId>,
     pub gateway: Option<EndpointId>,
+    /// The ports programmed on the gateway endpoint now.
+    pub programmed: Vec<PortMapping>,
 }
 
 /// Everything the controller knows.
@@ -93,6 +95,8 @@ pub(super) struct State {
     pub sb_names: HashMap<String, SandboxId>,
     /// Published ports by (protocol, host port), for O(1) conflict checks.
     pub published: HashMap<(Proto, u16), Vec<(PortMapping, SandboxId)>>,
+    /// Timing of the operation holding the lock.
+    pub phases: crate::timing::Phases,
 }
 
 impl State {
@@ -146,6 +150,21 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Every port a sandbox publishes: its own and those of its joined endpoints, sorted.
+    pub fn sandbox_ports(&self, sb: &SandboxId) -> Vec<PortMapping> {
+        let Some(entry) = self.sandboxes.get(sb) else {
+            return Vec::new();
+        };
+        let mut ports = entry.sb.spec.ports.clone();
+        for e in &entry.endpoints {
+            if let Some((ep, _)) = self.endpoints.get(e) {
+                ports.extend_from_slice(&ep.ports);
+            }
+        }
+        ports.sort();
+        ports
     }
 
     /// Resolves a network by full id, exact name, then unique id prefix.

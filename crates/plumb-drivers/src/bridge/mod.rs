@@ -132,8 +132,10 @@ impl BridgeDriver {
         sb: &Sandbox,
         ifname: &str,
     ) -> Result<(), BoxError> {
+        let mut ph = plumb_core::timing::Phases::default();
         let o = BridgeOptions::of(net)?;
         let master = self.bridge_index(net).await?;
+        ph.mark("bridge_index");
         let host = self.ns.host();
         let host_name = veth_name(ep);
         let peer_ns = netns::open(Path::new(&sb.key))?;
@@ -147,6 +149,7 @@ impl BridgeDriver {
             host_up: false,
         };
         let snl = self.ns.get(Path::new(&sb.key)).await?;
+        ph.mark("open_ns");
         match host.add_veth(&spec).await {
             Ok(()) => {}
             Err(e) if e.is_exists() => {
@@ -162,6 +165,7 @@ impl BridgeDriver {
             }
             Err(e) => return Err(e.into()),
         }
+        ph.mark("add_veth");
         let result = async {
             // A bridge port needs no IPv6 of its own; without this every port adds link-local
             // and multicast routes to the host's IPv6 table, and each later link change walks
@@ -171,7 +175,9 @@ impl BridgeDriver {
                     tracing::debug!(error = %e, "IPv6 not disabled on {host_name}");
                 }
             }
+            ph.mark("disable_ipv6");
             host.set_up_by_name(&host_name).await?;
+            ph.mark("host_up");
             if !o.icc {
                 let port = host
                     .link(&host_name)
@@ -184,16 +190,20 @@ impl BridgeDriver {
                 .await?
                 .ok_or_else(|| format!("interface {ifname} missing in sandbox after creation"))?
                 .index;
+            ph.mark("peer_index");
             for a in [ep.ipv4, ep.ipv6].into_iter().flatten() {
                 snl.add_addr(idx, a).await?;
             }
+            ph.mark("addr");
             snl.set_up(idx, true).await?;
+            ph.mark("peer_up");
             Ok::<(), BoxError>(())
         }
         .await;
         if result.is_err() {
             let _ = host.del_link_by_name(&host_name).await;
         }
+        ph.finish("bridge_join");
         result
     }
 }

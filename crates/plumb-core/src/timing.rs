@@ -1,0 +1,49 @@
+//! Per-phase timing of one operation, logged at debug level under the `plumb::timing`
+//! target, so that a benchmark can tell which step of a connect grows.
+
+use std::time::Instant;
+
+/// The phases of the operation in progress, in the order they ended.
+pub struct Phases {
+    last: Instant,
+    marks: Vec<(&'static str, u32)>,
+}
+
+impl Default for Phases {
+    fn default() -> Self {
+        Phases {
+            last: Instant::now(),
+            marks: Vec::new(),
+        }
+    }
+}
+
+impl Phases {
+    /// Starts timing a new operation.
+    pub fn start(&mut self) {
+        self.marks.clear();
+        self.last = Instant::now();
+    }
+
+    /// Ends the phase called `name`.
+    pub fn mark(&mut self, name: &'static str) {
+        let now = Instant::now();
+        let us = now.duration_since(self.last).as_micros();
+        self.marks
+            .push((name, u32::try_from(us).unwrap_or(u32::MAX)));
+        self.last = now;
+    }
+
+    /// Logs the phases of operation `op` as `phase=microseconds` pairs.
+    pub fn finish(&mut self, op: &'static str) {
+        if tracing::enabled!(target: "plumb::timing", tracing::Level::DEBUG) {
+            let line: Vec<String> = self
+                .marks
+                .iter()
+                .map(|(n, us)| format!("{n}={us}"))
+                .collect();
+            tracing::debug!(target: "plumb::timing", op, phases = %line.join(" "));
+        }
+        self.marks.clear();
+    }
+}
