@@ -3,13 +3,14 @@
 //! CLI. Runs plumbd in a throwaway namespace (plumb-testkit);
 //! prints one JSON object per figure, then a Markdown table.
 //!
-//! Usage: `plumb-bench [ENDPOINTS] [endpoints|api|dns|ports]...` (default 1000, all sections), as
+//! Usage: `plumb-bench [ENDPOINTS] [endpoints|api|dns|ports|floor]...` (default 1000, all sections), as
 //! root, after building the release
 //! binaries (`cargo build --release -p plumbd -p plumb-cli -p plumb-bench`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod dns;
+mod floor;
 mod ports;
 
 use plumb_testkit::TestHost;
@@ -231,13 +232,18 @@ fn endpoint_figures(figures: &mut Vec<Figure>, n: usize) {
 }
 
 fn main() {
-    // Usage: plumb-bench [ENDPOINTS] [endpoints] [api] [dns] [ports]   (sections default to all)
+    // Usage: plumb-bench [ENDPOINTS] [endpoints] [api] [dns] [ports] [floor]   (default: all)
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, port] = args.as_slice() {
+        if flag == "--echo-server" {
+            ports::echo_server(port.parse().unwrap());
+        }
+    }
     let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(1000);
     let sections: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|a| ["endpoints", "api", "dns", "ports"].contains(a))
+        .filter(|a| ["endpoints", "api", "dns", "ports", "floor"].contains(a))
         .collect();
     let run = |s: &str| sections.is_empty() || sections.contains(&s);
     if !plumb_testkit::prerequisites() {
@@ -255,6 +261,9 @@ fn main() {
     }
     if run("ports") {
         ports::port_figures(&mut figures, n);
+    }
+    if run("floor") {
+        floor::floor_figures(&mut figures, n.max(100) / 100 * 100);
     }
     for f in &figures {
         println!(

@@ -5,6 +5,7 @@
 use crate::{latency_figures, median, phase_figures, Figure, PHASE_LOG};
 use plumb_testkit::TestHost;
 use serde_json::json;
+use socket2::{Domain, Socket, Type};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -29,9 +30,25 @@ fn connect(h: &TestHost, net: &str, name: &str) -> f64 {
     ms
 }
 
-/// TCP connections per second from the outside namespace to 198.51.100.1:`port`, over `secs`.
-fn connection_rate(outside_ns: &str, port: u16, secs: f64) -> f64 {
+/// Serves TCP on `port` forever: each connection gets the client's address and a close.
+/// Runs inside a sandbox (`plumb-bench --echo-server PORT`), a compiled peer for the
+/// connection-rate figures.
+pub fn echo_server(port: u16) -> ! {
+    let l = std::net::TcpListener::bind(("0.0.0.0", port)).unwrap();
+    println!("ready");
+    std::io::Write::flush(&mut std::io::stdout()).unwrap();
+    loop {
+        if let Ok((mut s, peer)) = l.accept() {
+            let _ = std::io::Write::write_all(&mut s, format!("{}\n", peer.ip()).as_bytes());
+        }
+    }
+}
+
+/// TCP connections per second from the outside namespace, bound to `source`, to
+/// 198.51.100.1:`port`, over `secs`: connect, read the answer to its end, reset.
+fn connection_rate(outside_ns: &str, source: &str, port: u16, secs: f64) -> f64 {
     let ns = outside_ns.to_owned();
+    let source: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
     std::thread::spawn(move || {
         let f = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
         // SAFETY: this benchmark thread alone enters the outside namespace.
@@ -40,10 +57,16 @@ fn connection_rate(outside_ns: &str, port: u16, secs: f64) -> f64 {
         let start = Instant::now();
         let mut n = 0u64;
         while start.elapsed().as_secs_f64() < secs {
-            let mut s =
-                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
-            let mut b = [0u8; 64];
-            let _ = std::io::Read::read(&mut s, &mut b);
+            let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            // A reset instead of TIME_WAIT: client ports are reused at once.
+            s.set_linger(Some(Duration::ZERO)).unwrap();
+            s.bind(&source.into()).unwrap();
+            s.connect_timeout(&addr.into(), Duration::from_secs(2))
+                .unwrap();
+            let mut s = std::net::TcpStream::from(s);
+            let mut answer = String::new();
+            std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+            assert_eq!(answer.trim(), source.ip().to_string(), "source preserved");
             n += 1;
         }
         n as f64 / start.elapsed().as_secs_f64()
@@ -68,8 +91,6 @@ pub fn port_figures(figures: &mut Vec<Figure>, n: usize) {
     // A server behind one published port, for the connection rate with 1 mapping.
     sandbox(&h, "web", &["18080:80".to_owned()]);
     connect(&h, "pub", "web");
-    let echo =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/echo_peer.py");
     let mut server = std::process::Command::new(plumb_testkit::bin_dir().join("plumb"))
         .args([
             "-H",
@@ -77,10 +98,9 @@ pub fn port_figures(figures: &mut Vec<Figure>, n: usize) {
             "exec",
             "web",
             "--",
-            "python3",
         ])
-        .arg(&echo)
-        .args(["serve", "80"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--echo-server", "80"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -90,7 +110,10 @@ pub fn port_figures(figures: &mut Vec<Figure>, n: usize) {
         &mut line,
     )
     .unwrap();
-    let rate_1 = connection_rate(&outside, 18080, 1.0);
+    // A second client address, so that each rate starts with no conntrack history.
+    let o = h.sh_in(&outside, "ip addr add 198.51.100.3/24 dev eth0");
+    assert!(o.ok(), "{}", o.stderr);
+    let rate_1 = connection_rate(&outside, "198.51.100.2", 18080, 2.0);
 
     // Sandboxes first, as in the endpoint figures: what is timed is the connect that
     // publishes the port, with more and more ports already published.
@@ -100,7 +123,7 @@ pub fn port_figures(figures: &mut Vec<Figure>, n: usize) {
     let ms: Vec<f64> = (0..n)
         .map(|i| connect(&h, "pub", &format!("p{i}")))
         .collect();
-    let rate_n = connection_rate(&outside, 18080, 1.0);
+    let rate_n = connection_rate(&outside, "198.51.100.3", 18080, 2.0);
     latency_figures(figures, "connect_with_port", &ms, n);
     let k = (n / 10).clamp(1, 100);
     let (first, last) = (median(&ms[..k]), median(&ms[n - k..]));
@@ -117,7 +140,7 @@ pub fn port_figures(figures: &mut Vec<Figure>, n: usize) {
         name: "tcp_connections_per_s_1_mapping".into(),
         unit: "conn/s",
         value: rate_1,
-        context: "outside client to a published port, sequential connect + read + reset, 1 s (short enough that client ports do not wrap into stale conntrack entries)".into(),
+        context: "outside client to a published port (compiled server in the sandbox), sequential connect + read + reset, 2 s, own client address".into(),
     });
     figures.push(Figure {
         name: format!("tcp_connections_per_s_{}_mappings", n + 1),

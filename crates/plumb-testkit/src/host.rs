@@ -240,9 +240,8 @@ impl TestHost {
     /// 198.51.100.1/24 on `uplink` and a default route via the outside end, 198.51.100.2.
     /// Returns the outside namespace's name.
     pub fn add_outside(&mut self) -> String {
-        let out = format!("{}-o", self.ns);
+        let out = self.adopt_namespace("o");
         ip(&["netns", "add", &out]);
-        self.extra_ns.push(out.clone());
         let o = self.sh(&format!(
             "ip link add uplink type veth peer name eth0 netns /run/netns/{out} && \
              ip addr add 198.51.100.1/24 dev uplink && ip link set uplink up && \
@@ -255,6 +254,14 @@ impl TestHost {
         );
         assert!(o.ok(), "outside: {}", o.stderr);
         out
+    }
+
+    /// The name of a further namespace `<host ns>-<suffix>` that this host removes when
+    /// dropped (and the sweep removes after a crash); the caller creates it.
+    pub fn adopt_namespace(&mut self, suffix: &str) -> String {
+        let name = format!("{}-{suffix}", self.ns);
+        self.extra_ns.push(name.clone());
+        name
     }
 
     /// One HTTP request to plumbd's socket: (status, JSON body or Null).
