@@ -91,6 +91,10 @@ fn published_ports_from_outside_host_and_containers() {
         "127.0.0.1:9091:91/udp",
         "-p",
         "9100-9102:9100-9102",
+        "-p",
+        "0.0.0.0:8081:80",
+        "-p",
+        "[::]:8082:80",
         "srv",
     ]);
     h.plumb_ok(&["sandbox", "create", "cli"]);
@@ -117,6 +121,12 @@ fn published_ports_from_outside_host_and_containers() {
         Some("fd99::2"),
         "IPv6"
     );
+    // 0.0.0.0 is every IPv4 address and only those; :: the same for IPv6.
+    let reach = |host: &str, port| client_in_ns(&h, &outside, "tcp", host, port);
+    assert_eq!(reach("198.51.100.1", 8081).as_deref(), Some("198.51.100.2"));
+    assert_eq!(reach("fd99::1", 8081), None, "0.0.0.0 is IPv4 only");
+    assert_eq!(reach("fd99::1", 8082).as_deref(), Some("fd99::2"));
+    assert_eq!(reach("198.51.100.1", 8082), None, ":: is IPv6 only");
     // A port bound to 127.0.0.1 is not reachable from another host.
     assert_eq!(
         client_in_ns(&h, &outside, "tcp", "198.51.100.1", 9090),

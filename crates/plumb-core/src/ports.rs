@@ -33,7 +33,8 @@ impl Proto {
 pub struct PortMapping {
     /// Protocol.
     pub proto: Proto,
-    /// Host address it is bound to (`None`: every address).
+    /// Host address it is bound to: `None` every address of both families, `0.0.0.0` every
+    /// IPv4 address, `::` every IPv6 address, otherwise that one address.
     pub host_ip: Option<IpAddr>,
     /// Host port.
     pub host_port: u16,
@@ -47,10 +48,12 @@ impl PortMapping {
         self.proto == other.proto
             && self.host_port == other.host_port
             && match (self.host_ip, other.host_ip) {
-                (None, None) => true,
                 // A wildcard catches every address.
-                (None, Some(_)) | (Some(_), None) => true,
-                (Some(a), Some(b)) => a == b,
+                (None, _) | (_, None) => true,
+                (Some(a), Some(b)) => {
+                    a.is_ipv4() == b.is_ipv4()
+                        && (a == b || a.is_unspecified() || b.is_unspecified())
+                }
             }
     }
 }
@@ -148,7 +151,7 @@ pub fn parse(spec: &str) -> Result<Vec<PortMapping>> {
             let ip: IpAddr = s.parse().map_err(|_| {
                 Error::invalid(field, format!("{spec:?}: {s:?} is not an IP address"))
             })?;
-            (!ip.is_unspecified()).then_some(ip)
+            Some(ip)
         }
         None => None,
     };
@@ -200,7 +203,11 @@ mod tests {
         let m = parse("0.0.0.0:9000-9999:9000-9999/tcp").unwrap();
         assert_eq!(m.len(), 1000);
         assert_eq!(m[999].host_port, 9999);
-        assert!(m[0].host_ip.is_none(), "0.0.0.0 means every address");
+        assert_eq!(
+            m[0].host_ip,
+            Some("0.0.0.0".parse().unwrap()),
+            "every IPv4 address"
+        );
         for bad in [
             "80",
             "a:80",
@@ -223,5 +230,10 @@ mod tests {
         assert!(any.conflicts(&lo) && lo.conflicts(&any));
         assert!(!lo.conflicts(&other));
         assert!(!any.conflicts(&udp));
+        let all4 = parse("0.0.0.0:8080:80").unwrap()[0];
+        let all6 = parse("[::]:8080:80").unwrap()[0];
+        let v6 = parse("[fd00::1]:8080:80").unwrap()[0];
+        assert!(all4.conflicts(&lo) && all4.conflicts(&any) && !all4.conflicts(&all6));
+        assert!(all6.conflicts(&v6) && !all6.conflicts(&other) && !v6.conflicts(&lo));
     }
 }

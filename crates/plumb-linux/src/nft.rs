@@ -204,6 +204,15 @@ fn port_elems(to: PortTarget, ports: &[PortElement]) -> Vec<(&'static str, Conca
                     out.push(("dnat6", Concat::new().proto(pn).port(hp), value(a.into())));
                 }
             }
+            Some(h) if h.is_unspecified() => {
+                let (map, a) = match h {
+                    IpAddr::V4(_) => ("dnat4", to.v4.map(IpAddr::from)),
+                    IpAddr::V6(_) => ("dnat6", to.v6.map(IpAddr::from)),
+                };
+                if let Some(a) = a {
+                    out.push((map, Concat::new().proto(pn).port(hp), value(a)));
+                }
+            }
             Some(h @ IpAddr::V4(_)) => {
                 if let Some(a) = to.v4 {
                     out.push((
