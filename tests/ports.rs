@@ -337,3 +337,109 @@ fn ports_published_on_connect_belong_to_the_endpoint() {
     h.plumb_ok(&["sandbox", "rm", "app", "other", "mover"]);
     assert!(!h.plumb_ok(&["firewall", "show"]).contains(" : 10.6"));
 }
+
+/// A process in the host namespace holding TCP `port` (listening), killed on drop.
+fn host_listener(h: &TestHost, port: u16) -> Servers {
+    let script = format!(
+        "import socket,time\ns=socket.socket()\ns.bind(('0.0.0.0',{port}))\ns.listen()\nprint('ready',flush=True)\ntime.sleep(600)"
+    );
+    let mut c = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", h.ns))
+        .args(["python3", "-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(c.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let l = Servers(c);
+    assert_eq!(line.trim(), "ready");
+    l
+}
+
+/// Whether a host process can bind `port` (TCP, every address, with SO_REUSEADDR).
+fn host_can_bind(h: &TestHost, port: u16) -> bool {
+    h.sh(&format!(
+        "python3 -c \"import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0',{port}))\""
+    ))
+    .ok()
+}
+
+fn published_port(h: &TestHost, sb: &str, container: &str) -> u16 {
+    let ports = sandbox(h, sb)["Ports"].clone();
+    let p = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_str())
+        .find(|p| p.ends_with(&format!(":{container}")))
+        .unwrap_or_else(|| panic!("no mapping to {container}: {ports}"))
+        .to_owned();
+    let host = p.rsplit(':').nth(1).unwrap();
+    host.parse().unwrap()
+}
+
+#[test]
+fn host_ports_are_held_and_free_ports_are_picked() {
+    let Some(mut h) = host() else { return };
+    let outside = h.add_outside();
+    h.plumb_ok(&["network", "create", "--subnet", "10.63.0.0/24", "web"]);
+
+    // A port a host process uses cannot be published: a clear error, nothing created.
+    let listener = host_listener(&h, 7070);
+    let err = h.plumb_err(&[
+        "sandbox", "create", "-p", "7071:80", "-p", "7070:80", "busy",
+    ]);
+    assert!(
+        err.contains("port 7070:80/tcp cannot be published") && err.contains("in use"),
+        "{err}"
+    );
+    assert!(!h.plumb_ok(&["sandbox", "ls"]).contains("busy"));
+    assert!(
+        host_can_bind(&h, 7071),
+        "the first port of the failed request is let go"
+    );
+    drop(listener);
+
+    // While published, no host process can bind the port, even with SO_REUSEADDR.
+    h.plumb_ok(&["sandbox", "create", "-p", "7171:80", "held"]);
+    assert!(!host_can_bind(&h, 7171));
+
+    // No host port: a free one is picked, shown, reachable, and kept across a restart.
+    h.plumb_ok(&[
+        "sandbox",
+        "create",
+        "-p",
+        "80",
+        "-p",
+        "127.0.0.1::81/udp",
+        "rnd",
+    ]);
+    let tcp = published_port(&h, "rnd", "80/tcp");
+    let udp = published_port(&h, "rnd", "81/udp");
+    assert!(tcp != 0 && udp != 0);
+    h.plumb_ok(&["network", "connect", "web", "rnd"]);
+    let servers = serve(&h, "rnd", &["80"]);
+    assert_eq!(
+        client_in_ns(&h, &outside, "tcp", "198.51.100.1", tcp).as_deref(),
+        Some("198.51.100.2")
+    );
+    h.kill9();
+    h.start();
+    assert_eq!(published_port(&h, "rnd", "80/tcp"), tcp);
+    assert!(!host_can_bind(&h, 7171), "held again after a restart");
+    assert!(!host_can_bind(&h, tcp));
+    assert_eq!(
+        client_in_ns(&h, &outside, "tcp", "198.51.100.1", tcp).as_deref(),
+        Some("198.51.100.2")
+    );
+    drop(servers);
+
+    // Removing the sandboxes lets the ports go.
+    h.plumb_ok(&["sandbox", "rm", "held", "rnd"]);
+    assert!(host_can_bind(&h, 7171));
+    assert!(host_can_bind(&h, tcp));
+}

@@ -185,14 +185,28 @@ fn endpoint_figures(figures: &mut Vec<Figure>, n: usize) {
         value: rss_mb(pid),
         context: "after start and one network".into(),
     });
+    let mut create = Vec::with_capacity(n);
     for i in 0..n {
+        let t = Instant::now();
         let (st, v) = h.api(
             "POST",
             "/plumb/v1/sandboxes",
             Some(&json!({"Name": format!("s{i}")})),
         );
+        create.push(t.elapsed().as_secs_f64() * 1e3);
         assert_eq!(st, 201, "{v}");
     }
+    latency_figures(figures, "create_sandbox", &create, n);
+    let k = (n / 10).clamp(1, 100);
+    let (first, last) = (median(&create[..k]), median(&create[n - k..]));
+    figures.push(Figure {
+        name: format!("create_sandbox_growth_last{k}_over_first{k}"),
+        unit: "ratio",
+        value: last / first,
+        context: format!(
+            "namespace, loopback, hosts, resolv.conf, resolver: last {k} {last:.3} ms, first {k} {first:.3} ms"
+        ),
+    });
     let mut connect = Vec::with_capacity(n);
     for i in 0..n {
         let body = json!({"Container": format!("s{i}")});
@@ -208,7 +222,6 @@ fn endpoint_figures(figures: &mut Vec<Figure>, n: usize) {
         context: format!("{n} sandboxes each joined to the network"),
     });
     latency_figures(figures, "connect", &connect, n);
-    let k = (n / 10).clamp(1, 100);
     let first = median(&connect[..k]);
     let last = median(&connect[n - k..]);
     figures.push(Figure {

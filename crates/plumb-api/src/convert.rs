@@ -135,11 +135,7 @@ fn endpoint_ports(
     for (container, hosts) in bindings.into_iter().flatten() {
         let (cport, proto) = container.split_once('/').unwrap_or((container, "tcp"));
         for h in hosts.iter().flatten() {
-            if h.host_port.is_empty() {
-                return Err(ApiError::bad_request(format!(
-                    "invalid PortBindings: {container} needs a HostPort (plumb does not pick host ports)"
-                )));
-            }
+            // An empty HostPort asks for a free port, as in Docker.
             let spec = match h.host_ip.parse::<IpAddr>() {
                 Ok(IpAddr::V6(ip)) => format!("[{ip}]:{}:{cport}/{proto}", h.host_port),
                 Ok(ip) => format!("{ip}:{}:{cport}/{proto}", h.host_port),

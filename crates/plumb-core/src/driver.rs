@@ -151,3 +151,14 @@ pub trait SandboxResolver: Send + Sync {
     /// Stops answering inside the sandbox (before its namespace goes).
     async fn detach(&self, sandbox: &Sandbox);
 }
+
+/// Holds published host ports in the host's own stack (bound sockets), so that no host
+/// process can bind one while it is published, and picks free ports for mappings without one.
+pub trait PortHolder: Send + Sync {
+    /// Holds `m`'s host port; a mapping with host port 0 gets a free port, returned. An error
+    /// means the port is taken on the host (or the address cannot be used).
+    fn hold(&self, m: &crate::ports::PortMapping) -> std::io::Result<crate::ports::PortMapping>;
+
+    /// Lets go of a port held for `m`; unknown mappings are ignored.
+    fn release(&self, m: &crate::ports::PortMapping);
+}

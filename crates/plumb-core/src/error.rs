@@ -163,6 +163,14 @@ pub enum Error {
         /// The sandbox that publishes it.
         holder: String,
     },
+    /// A host port is taken by something other than plumb.
+    #[error("port {port} cannot be published: {reason}: stop what uses it on the host or choose another host port or address")]
+    HostPortUnavailable {
+        /// The mapping asked for.
+        port: String,
+        /// What the host said.
+        reason: String,
+    },
     /// A network ran out of addresses.
     #[error("no free address left in network {network} ({subnet}): remove endpoints or use a larger subnet or ip-range")]
     PoolExhausted {
@@ -221,6 +229,7 @@ impl Error {
             | EndpointInUse { .. }
             | SubnetOverlap { .. }
             | PortInUse { .. }
+            | HostPortUnavailable { .. }
             | AddressInUse { .. } => ErrorKind::Conflict,
             PredefinedNetwork { .. } | NetworkHasEndpoints { .. } | EndpointExists { .. } => {
                 ErrorKind::Forbidden

@@ -133,7 +133,7 @@ pub fn parse(spec: &str) -> Result<Vec<PortMapping>> {
         (Some(ip), after)
     } else {
         match rest.matches(':').count() {
-            1 => (None, rest),
+            0 | 1 => (None, rest),
             2 => rest
                 .split_once(':')
                 .map(|(ip, p)| (Some(ip), p))
@@ -155,14 +155,20 @@ pub fn parse(spec: &str) -> Result<Vec<PortMapping>> {
         }
         None => None,
     };
-    let (hp, cp) = ports.split_once(':').ok_or_else(|| {
-        Error::invalid(
-            field,
-            format!("{spec:?}: expected HOST_PORT:CONTAINER_PORT"),
-        )
-    })?;
-    let (h0, h1) = port_range(field, hp)?;
+    // No host port ("80", "127.0.0.1::80"): a free one is picked when it is published.
+    let (hp, cp) = ports.split_once(':').unwrap_or(("", ports));
     let (c0, c1) = port_range(field, cp)?;
+    let (h0, h1) = if hp.is_empty() {
+        if c1 != c0 {
+            return Err(Error::invalid(
+                field,
+                format!("{spec:?}: give host ports for a range (HOST_PORT:CONTAINER_PORT)"),
+            ));
+        }
+        (0, 0)
+    } else {
+        port_range(field, hp)?
+    };
     if h1 - h0 != c1 - c0 {
         return Err(Error::invalid(
             field,
@@ -208,8 +214,19 @@ mod tests {
             Some("0.0.0.0".parse().unwrap()),
             "every IPv4 address"
         );
+        let m = parse("80/udp").unwrap();
+        assert_eq!(
+            (m[0].host_port, m[0].container_port),
+            (0, 80),
+            "a free port"
+        );
+        let m = parse("127.0.0.1::53").unwrap();
+        assert_eq!(
+            (m[0].host_ip, m[0].host_port),
+            (Some("127.0.0.1".parse().unwrap()), 0)
+        );
         for bad in [
-            "80",
+            "8000-8010",
             "a:80",
             "8080:80/icmp",
             "9000-9001:80",

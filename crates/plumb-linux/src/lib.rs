@@ -6,10 +6,12 @@
 //! - [`nft`]: plumb's nftables tables and their element operations; [`nft_watch`] notices
 //!   when someone flushes them.
 //! - [`sysctl`], [`files`]: kernel knobs and a sandbox's resolv.conf and hosts.
+//! - [`host_ports::HostPorts`]: published host ports held by bound sockets.
 //! - [`sandbox::LinuxSandboxOs`]: plumb-core's `SandboxOs` contract on Linux.
 
 pub mod error;
 pub mod files;
+pub mod host_ports;
 pub mod namespaces;
 pub mod netns;
 pub mod nfnl;

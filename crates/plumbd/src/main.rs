@@ -145,6 +145,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }) as Arc<dyn plumb_core::driver::SandboxResolver>
         }),
         names: Some(names),
+        port_holder: Some(Arc::new(plumb_linux::host_ports::HostPorts::new())),
     };
     let ctl = Arc::new(Controller::new(config, store, os, drivers).await?);
     let dns_metrics = dns_server.metrics();

@@ -77,15 +77,24 @@ impl Controller {
         self.check_attachable(&st, &net_id, &sb_id)?;
         ep.sandbox = Some(sb_id.clone());
         ep.ifname = Some(st.free_ifname(&sb_id));
-        let new_rev = self
+        self.reserve_ports(&mut st, &sb_id, &mut ep.ports)?;
+        let new_rev = match self
             .commit(vec![Op::Put {
                 key: endpoint_key(&net_id, &ep_id),
                 value: encode(&ep),
                 expect: Expect::At(rev),
             }])
-            .await?;
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.release_ports(&mut st, &sb_id, &ep.ports);
+                return Err(e);
+            }
+        };
         let previous = st.ep(&ep_id)?.clone();
         if let Err(e) = self.plumb_in(&mut st, ep.clone(), new_rev).await {
+            self.release_ports(&mut st, &sb_id, &ep.ports);
             let (old, _) = previous.clone();
             let _ = self
                 .commit(vec![Op::Put {
@@ -137,6 +146,7 @@ impl Controller {
                 return Err(e);
             }
         };
+        self.release_ports(&mut st, &sb_id, &ep.ports);
         st.endpoints.insert(ep_id, (left.clone(), rev));
         self.emit(event);
         Ok(left)
@@ -160,6 +170,10 @@ impl Controller {
         let mut ep = self.allocate(&mut st, &net_id, spec)?;
         ep.sandbox = Some(sb_id.clone());
         ep.ifname = Some(st.free_ifname(&sb_id));
+        if let Err(e) = self.reserve_ports(&mut st, &sb_id, &mut ep.ports) {
+            st.net_mut(&net_id)?.release(&ep);
+            return Err(e);
+        }
         st.phases.mark("allocate");
         let key = endpoint_key(&net_id, &ep.id);
         let rev = match self
@@ -172,6 +186,7 @@ impl Controller {
         {
             Ok(rev) => rev,
             Err(e) => {
+                self.release_ports(&mut st, &sb_id, &ep.ports);
                 st.net_mut(&net_id)?.release(&ep);
                 return Err(e);
             }
@@ -179,6 +194,7 @@ impl Controller {
         st.net_mut(&net_id)?.add_member(&ep);
         st.phases.mark("commit");
         if let Err(e) = self.plumb_in(&mut st, ep.clone(), rev).await {
+            self.release_ports(&mut st, &sb_id, &ep.ports);
             let _ = self
                 .commit(vec![Op::Delete {
                     key,
@@ -218,6 +234,7 @@ impl Controller {
             let _ = self.plumb_in(&mut st, ep, rev).await;
             return Err(e);
         }
+        self.release_ports(&mut st, &sb_id, &ep.ports);
         forget_endpoint(&mut st, &ep);
         self.emit(event);
         Ok(())
@@ -356,7 +373,6 @@ impl Controller {
         };
         let sb = st.sb(&sb_id)?.sb.clone();
         let driver = self.driver(&net.spec.driver)?;
-        st.check_ports(&ep.ports)?;
         let ifname = ep.ifname.clone().unwrap_or_else(|| "eth0".into());
         let info = driver
             .join(&net, &ep, &sb, &ifname)
@@ -367,9 +383,7 @@ impl Controller {
         ep.gateway_v6 = info.gateway_v6;
         let previous = st.endpoints.insert(ep.id.clone(), (ep.clone(), rev));
         st.sb_mut(&sb_id)?.endpoints.insert(ep.id.clone());
-        st.publish(&sb_id, &ep.ports);
         if let Err(e) = self.refresh_sandbox(st, &sb_id).await {
-            st.unpublish(&sb_id, &ep.ports);
             st.sb_mut(&sb_id)?.endpoints.remove(&ep.id);
             match previous {
                 Some(p) => st.endpoints.insert(ep.id.clone(), p),
@@ -405,7 +419,6 @@ impl Controller {
             let _ = self.refresh_sandbox(st, &sb_id).await;
             return Err(driver_err(&net.spec.driver, e));
         }
-        st.unpublish(&sb_id, &ep.ports);
         Ok(())
     }
 

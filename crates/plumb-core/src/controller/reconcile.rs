@@ -19,7 +19,7 @@ impl Controller {
         for e in self.store.list("sandboxes/").await? {
             let sb: Sandbox = decode(&e.key, &e.value)?;
             st.sb_names.insert(sb.spec.name.clone(), sb.id.clone());
-            st.publish(&sb.id, &sb.spec.ports);
+            self.restore_ports(&mut st, &sb.id, &sb.spec.ports);
             st.sandboxes.insert(
                 sb.id.clone(),
                 SbEntry {
@@ -85,6 +85,9 @@ impl Controller {
             if !sb_ok {
                 continue;
             }
+            if let Some(sb) = &ep.sandbox {
+                self.restore_ports(&mut st, sb, &ep.ports);
+            }
             if let Err(e) = self.plumb_in(&mut st, ep.clone(), rev).await {
                 tracing::error!(endpoint = %ep.name, error = %e, "could not restore endpoint");
             }
@@ -113,6 +116,25 @@ impl Controller {
             tracing::warn!(error = %e, "sandbox sweep failed");
         }
         Ok(())
+    }
+
+    /// Publishes stored ports again after a restart and holds them on the host. A port some
+    /// host process took while plumbd was down stays published (the container relies on it)
+    /// and is reported.
+    fn restore_ports(
+        &self,
+        st: &mut super::state::State,
+        sb: &crate::SandboxId,
+        ports: &[crate::ports::PortMapping],
+    ) {
+        st.publish(sb, ports);
+        if let Some(holder) = &self.config.port_holder {
+            for m in ports {
+                if let Err(e) = holder.hold(m) {
+                    tracing::warn!(port = %m, error = %e, "a published port is taken on the host; host traffic to it goes to the container");
+                }
+            }
+        }
     }
 
     pub(super) async fn ensure_predefined(&self) -> Result<()> {

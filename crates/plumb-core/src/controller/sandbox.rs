@@ -24,7 +24,7 @@ pub struct SandboxView {
 
 impl Controller {
     /// Creates a sandbox: a network namespace with loopback up, hosts and resolv.conf.
-    pub async fn create_sandbox(&self, spec: SandboxSpec) -> Result<Sandbox> {
+    pub async fn create_sandbox(&self, mut spec: SandboxSpec) -> Result<Sandbox> {
         validate_name("Name", &spec.name)?;
         if spec.hostname.len() > 63 {
             return Err(Error::invalid("Hostname", "at most 63 characters"));
@@ -39,8 +39,8 @@ impl Controller {
                 "a host-mode sandbox uses the host's ports directly: publish nothing",
             ));
         }
-        st.check_ports(&spec.ports)?;
         let id = SandboxId::random();
+        self.reserve_ports(&mut st, &id, &mut spec.ports)?;
         let sb = Sandbox {
             key: self.os.key_for(&id),
             dir: self.os.dir_for(&id),
@@ -49,13 +49,20 @@ impl Controller {
             created_unix_nanos: now_nanos(),
         };
         let key = sandbox_key(&sb.id);
-        let rev = self
+        let rev = match self
             .commit(vec![Op::Put {
                 key: key.clone(),
                 value: encode(&sb),
                 expect: Expect::Absent,
             }])
-            .await?;
+            .await
+        {
+            Ok(rev) => rev,
+            Err(e) => {
+                self.release_ports(&mut st, &sb.id, &sb.spec.ports);
+                return Err(e);
+            }
+        };
         let os_result = match self.os.create(&sb).await {
             Ok(()) => self.os.write_hosts(&sb, &[]).await,
             Err(e) => Err(e),
@@ -69,6 +76,7 @@ impl Controller {
                 r.detach(&sb).await;
             }
             let _ = self.os.delete(&sb).await;
+            self.release_ports(&mut st, &sb.id, &sb.spec.ports);
             let _ = self
                 .commit(vec![Op::Delete {
                     key,
@@ -81,7 +89,6 @@ impl Controller {
             });
         }
         st.sb_names.insert(sb.spec.name.clone(), sb.id.clone());
-        st.publish(&sb.id, &sb.spec.ports);
         st.sandboxes.insert(
             sb.id.clone(),
             SbEntry {
@@ -129,9 +136,9 @@ impl Controller {
         // Withdrawing only: cannot fail.
         let was = (entry_gateway.as_ref(), programmed.as_slice());
         let _ = self.sync_external(&st, &sb, was, (None, &[])).await;
-        st.unpublish(&id, &sb.spec.ports);
+        self.release_ports(&mut st, &id, &sb.spec.ports);
         for ep in &eps {
-            st.unpublish(&id, &ep.ports);
+            self.release_ports(&mut st, &id, &ep.ports);
             self.names.remove(&ep.id);
             let net = st.net(&ep.network)?.net.clone();
             if let Ok(driver) = self.driver(&net.spec.driver) {

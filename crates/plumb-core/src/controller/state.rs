@@ -103,6 +103,10 @@ impl State {
     /// Checks `ports` against the published ones and against each other.
     pub fn check_ports(&self, ports: &[PortMapping]) -> Result<()> {
         for (i, m) in ports.iter().enumerate() {
+            if m.host_port == 0 {
+                // A free port is picked for it.
+                continue;
+            }
             let holder = self
                 .published
                 .get(&(m.proto, m.host_port))
