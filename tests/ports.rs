@@ -212,6 +212,33 @@ fn published_ports_from_outside_host_and_containers() {
         );
     }
 
+    // Published ports are forwarded, so the host's input rules never see them; a table of
+    // the user's own with a prerouting chain before DNAT (priority -150) filters them, and
+    // plumb's healing leaves that table alone.
+    let o = h.sh(
+        "nft -f - <<'EOF'\ntable inet mysite {\n chain pre {\n  type filter hook prerouting priority -150;\n  ip saddr 198.51.100.2 tcp dport 8080 drop\n }\n}\nEOF",
+    );
+    assert!(o.ok(), "user table: {}", o.stderr);
+    assert_eq!(
+        client_in_ns(&h, &outside, "tcp", "198.51.100.1", 8080),
+        None
+    );
+    assert!(client_in_ns(&h, &outside, "tcp", "198.51.100.1", 8081).is_some());
+    let o = h.sh("nft delete table inet plumb");
+    assert!(o.ok(), "{}", o.stderr);
+    let healed = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        client_in_ns(&h, &outside, "tcp", "198.51.100.1", 8081).is_some()
+    });
+    assert!(healed, "{}", h.log());
+    assert_eq!(
+        client_in_ns(&h, &outside, "tcp", "198.51.100.1", 8080),
+        None
+    );
+    let o = h.sh("nft delete table inet mysite");
+    assert!(o.ok(), "{}", o.stderr);
+    assert!(client_in_ns(&h, &outside, "tcp", "198.51.100.1", 8080).is_some());
+
     // Conflicts name the holder and change nothing.
     let before = h.plumb_ok(&["sandbox", "ls"]);
     let err = h.plumb_err(&["sandbox", "create", "-p", "8080:8080", "dup"]);
