@@ -1,6 +1,7 @@
 //! Published host ports held by bound sockets in the host namespace: while plumb publishes a
 //! port, no host process can bind it (and one that already has it makes publishing fail),
-//! and a mapping without a host port gets a free one from the kernel.
+//! and a mapping without a host port gets a free one from the kernel. A mapping without an
+//! address holds one dual-stack socket on `::`, which covers both families.
 //!
 //! The sockets never see traffic for a published port: DNAT in prerouting and output sends
 //! it to the container before any socket lookup. TCP sockets are bound, not listening, so a
@@ -15,13 +16,10 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 
-/// How many free ports to try for a mapping on both address families before giving up.
-const PICK_ATTEMPTS: usize = 16;
-
-/// The host ports plumb holds, by mapping.
+/// The host ports plumb holds, by mapping (no socket where the host lacks the protocol).
 #[derive(Default)]
 pub struct HostPorts {
-    held: Mutex<HashMap<PortMapping, Vec<Socket>>>,
+    held: Mutex<HashMap<PortMapping, Option<Socket>>>,
 }
 
 impl HostPorts {
@@ -30,21 +28,23 @@ impl HostPorts {
         Self::default()
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<PortMapping, Vec<Socket>>> {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<PortMapping, Option<Socket>>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// The addresses a mapping binds: both wildcards when it names none.
+/// The addresses a mapping binds, in order of preference: a mapping without address takes one
+/// dual-stack socket on `::` (both families), or `0.0.0.0` where the host has no IPv6.
 fn addresses(m: &PortMapping) -> Vec<IpAddr> {
     match m.host_ip {
         Some(ip) => vec![ip],
-        None => vec![Ipv4Addr::UNSPECIFIED.into(), Ipv6Addr::UNSPECIFIED.into()],
+        None => vec![Ipv6Addr::UNSPECIFIED.into(), Ipv4Addr::UNSPECIFIED.into()],
     }
 }
 
-/// One bound socket for `proto` on `ip`:`port` (0: any free port).
-fn bind(proto: Proto, ip: IpAddr, port: u16) -> io::Result<Socket> {
+/// One bound socket for `proto` on `ip`:`port` (0: any free port); `dual` makes an IPv6
+/// wildcard cover IPv4 too.
+fn bind(proto: Proto, ip: IpAddr, port: u16, dual: bool) -> io::Result<Socket> {
     let domain = if ip.is_ipv4() {
         Domain::IPV4
     } else {
@@ -55,14 +55,16 @@ fn bind(proto: Proto, ip: IpAddr, port: u16) -> io::Result<Socket> {
         Proto::Udp => (Type::DGRAM, Protocol::UDP),
         Proto::Sctp => (Type::STREAM, Protocol::from(libc::IPPROTO_SCTP)),
     };
+    // Close-on-exec already (socket2 opens with SOCK_CLOEXEC).
     let s = Socket::new(domain, ty, Some(protocol))?;
-    s.set_cloexec(true)?;
     if ip.is_ipv6() {
-        s.set_only_v6(true)?;
-        // An address that is not configured yet (a failover address) can still be held.
-        s.set_freebind_v6(true)?;
-    } else {
-        s.set_freebind_v4(true)?;
+        s.set_only_v6(!dual)?;
+    }
+    // An address that is not configured yet (a failover address) can still be held.
+    match ip {
+        IpAddr::V6(a) if !a.is_unspecified() => s.set_freebind_v6(true)?,
+        IpAddr::V4(a) if !a.is_unspecified() => s.set_freebind_v4(true)?,
+        _ => {}
     }
     if proto == Proto::Udp {
         s.set_recv_buffer_size(0)?;
@@ -78,8 +80,8 @@ fn local_port(s: &Socket) -> io::Result<u16> {
         .ok_or_else(|| io::Error::other("bound socket without an address"))
 }
 
-/// True when the failure means the host has no such family or protocol (IPv6 disabled, no
-/// SCTP module): nothing to hold there.
+/// True when the failure means the host has no such family or protocol (no IPv6, no SCTP
+/// module): nothing can bind there.
 fn unsupported(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
@@ -87,67 +89,44 @@ fn unsupported(e: &io::Error) -> bool {
     )
 }
 
-/// Binds every address of `m` on `port`; the sockets, or the first real failure.
-fn bind_all(m: &PortMapping, port: u16) -> io::Result<Vec<Socket>> {
-    let mut out = Vec::new();
+/// Binds `m` on `port`: its address, or for a mapping without one the dual-stack wildcard
+/// (the IPv4 wildcard where the host has no IPv6). None when the protocol is unsupported.
+fn bind_mapping(m: &PortMapping, port: u16) -> io::Result<Option<Socket>> {
+    let dual = m.host_ip.is_none();
     for ip in addresses(m) {
-        match bind(m.proto, ip, port) {
-            Ok(s) => out.push(s),
-            // Wildcard of a family the host does not have: nothing can bind there either.
-            Err(e) if unsupported(&e) && m.host_ip.is_none() => {}
-            Err(e) if unsupported(&e) => return Ok(out),
+        match bind(m.proto, ip, port, dual) {
+            Ok(s) => return Ok(Some(s)),
+            // No IPv6 on this host: the IPv4 wildcard is next.
+            Err(e) if unsupported(&e) && dual && ip.is_ipv6() => {}
+            Err(e) if unsupported(&e) => return Ok(None),
             Err(e) => {
                 let addr = SocketAddr::new(ip, port);
                 return Err(io::Error::new(e.kind(), format!("binding {addr}: {e}")));
             }
         }
     }
-    Ok(out)
+    Ok(None)
 }
 
 impl PortHolder for HostPorts {
     fn hold(&self, m: &PortMapping) -> io::Result<PortMapping> {
-        if m.host_port != 0 {
-            let sockets = bind_all(m, m.host_port)?;
-            self.held().insert(*m, sockets);
-            return Ok(*m);
-        }
-        // A free port: the kernel picks one on the first address, the others must take the
-        // same; if one of them cannot, try another.
-        let addrs = addresses(m);
-        for _ in 0..PICK_ATTEMPTS {
-            let first = match bind(m.proto, addrs[0], 0) {
-                Ok(s) => s,
-                Err(e) => return Err(io::Error::new(e.kind(), format!("picking a port: {e}"))),
-            };
-            let port = local_port(&first)?;
-            let chosen = PortMapping {
-                host_port: port,
+        // Port 0: the kernel picks a free one.
+        let socket = bind_mapping(m, m.host_port)?;
+        let chosen = match (&socket, m.host_port) {
+            (Some(s), 0) => PortMapping {
+                host_port: local_port(s)?,
                 ..*m
-            };
-            let rest = PortMapping {
-                host_ip: addrs.get(1).copied(),
-                ..chosen
-            };
-            let others = if addrs.len() > 1 {
-                bind_all(&rest, port)
-            } else {
-                Ok(Vec::new())
-            };
-            match others {
-                Ok(mut sockets) => {
-                    sockets.insert(0, first);
-                    self.held().insert(chosen, sockets);
-                    return Ok(chosen);
-                }
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
-                Err(e) => return Err(e),
+            },
+            (None, 0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "no free port can be picked for a protocol this host lacks",
+                ))
             }
-        }
-        Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            "no port free on every address",
-        ))
+            _ => *m,
+        };
+        self.held().insert(chosen, socket);
+        Ok(chosen)
     }
 
     fn release(&self, m: &PortMapping) {

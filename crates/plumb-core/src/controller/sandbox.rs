@@ -30,6 +30,7 @@ impl Controller {
             return Err(Error::invalid("Hostname", "at most 63 characters"));
         }
         let mut st = self.state.lock().await;
+        st.phases.start();
         if st.sb_names.contains_key(&spec.name) {
             return Err(Error::SandboxExists { name: spec.name });
         }
@@ -41,6 +42,7 @@ impl Controller {
         }
         let id = SandboxId::random();
         self.reserve_ports(&mut st, &id, &mut spec.ports)?;
+        st.phases.mark("ports");
         let sb = Sandbox {
             key: self.os.key_for(&id),
             dir: self.os.dir_for(&id),
@@ -63,6 +65,7 @@ impl Controller {
                 return Err(e);
             }
         };
+        st.phases.mark("commit");
         let os_result = match self.os.create(&sb).await {
             Ok(()) => self.os.write_hosts(&sb, &[]).await,
             Err(e) => Err(e),
@@ -99,6 +102,8 @@ impl Controller {
                 programmed: Vec::new(),
             },
         );
+        st.phases.mark("namespace");
+        st.phases.finish("create_sandbox");
         drop(st);
         self.emit(sandbox_event("create", &sb));
         Ok(sb)
