@@ -110,6 +110,7 @@ pub fn port_figures(figures: &mut Vec<Figure>, n: usize) {
         &mut line,
     )
     .unwrap();
+    let _server = KillOnDrop(server);
     // A second client address, so that each rate starts with no conntrack history.
     let o = h.sh_in(&outside, "ip addr add 198.51.100.3/24 dev eth0");
     assert!(o.ok(), "{}", o.stderr);
@@ -123,7 +124,7 @@ pub fn port_figures(figures: &mut Vec<Figure>, n: usize) {
     let ms: Vec<f64> = (0..n)
         .map(|i| connect(&h, "pub", &format!("p{i}")))
         .collect();
-    let rate_n = connection_rate(&outside, "198.51.100.3", 18080, 2.0);
+    let (rates_n, rates_1) = alternate_map_sizes(&h, &outside, n + 1);
     latency_figures(figures, "connect_with_port", &ms, n);
     let k = (n / 10).clamp(1, 100);
     let (first, last) = (median(&ms[..k]), median(&ms[n - k..]));
@@ -137,16 +138,34 @@ pub fn port_figures(figures: &mut Vec<Figure>, n: usize) {
     });
     phase_figures(figures, &h.log(), "connect_with_port", k);
     figures.push(Figure {
-        name: "tcp_connections_per_s_1_mapping".into(),
+        name: "tcp_connections_per_s_1_mapping_empty_host".into(),
         unit: "conn/s",
         value: rate_1,
-        context: "outside client to a published port (compiled server in the sandbox), sequential connect + read + reset, 2 s, own client address".into(),
+        context: "outside client to a published port (compiled server in the sandbox), sequential connect + read + reset, 2 s, before any other sandbox exists".into(),
     });
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     figures.push(Figure {
         name: format!("tcp_connections_per_s_{}_mappings", n + 1),
         unit: "conn/s",
-        value: rate_n,
-        context: "the same, with every sandbox above publishing a port".into(),
+        value: median(&rates_n),
+        context: format!(
+            "median of 3 one-second runs ({}), every sandbox above publishing a port",
+            fmt(&rates_n)
+        ),
+    });
+    figures.push(Figure {
+        name: "tcp_connections_per_s_1_mapping_same_host".into(),
+        unit: "conn/s",
+        value: median(&rates_1),
+        context: format!(
+            "runs alternating with those above ({}): the same host, sandboxes and conntrack state, the port maps emptied of all but the measured port",
+            fmt(&rates_1)
+        ),
     });
 
     let t = Instant::now();
@@ -169,8 +188,60 @@ pub fn port_figures(figures: &mut Vec<Figure>, n: usize) {
         ),
     });
     figures.push(heal_figure(&h, &outside, 1 + n + 1000));
-    let _ = server.kill();
-    let _ = server.wait();
+}
+
+/// A child process killed when dropped, also when the benchmark panics.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Connection rates with `mappings` published and with the port maps holding only the
+/// measured one, alternating three times (the maps are emptied with nft and refilled by
+/// deleting plumb's table, which plumbd restores).
+fn alternate_map_sizes(h: &TestHost, outside: &str, mappings: usize) -> (Vec<f64>, Vec<f64>) {
+    let element = h
+        .sh("nft list map inet plumb dnat4")
+        .stdout
+        .lines()
+        .flat_map(|l| l.split(','))
+        .map(|e| e.trim().trim_start_matches("elements = {").trim())
+        .find(|e| e.starts_with("tcp . 18080 :"))
+        .map(|e| e.trim_end_matches('}').trim().to_owned())
+        .unwrap_or_else(|| {
+            panic!(
+                "no element for 18080:\n{}",
+                h.sh("nft list map inet plumb dnat4").stdout
+            )
+        });
+    // Elements, not counting the map's own `type ... : ...` line.
+    let count = || {
+        let out = h.sh("nft list map inet plumb dnat4").stdout;
+        out.matches(" : ").count().saturating_sub(1)
+    };
+    let (mut full, mut one) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        assert!(count() >= mappings - 1, "map not full: {}", count());
+        full.push(connection_rate(outside, "198.51.100.3", 18080, 1.0));
+        let o = h.sh(&format!(
+            "nft flush map inet plumb dnat4 && nft add element inet plumb dnat4 '{{ {element} }}'"
+        ));
+        assert!(o.ok(), "{}", o.stderr);
+        assert_eq!(count(), 1);
+        one.push(connection_rate(outside, "198.51.100.3", 18080, 1.0));
+        let o = h.sh("nft delete table inet plumb");
+        assert!(o.ok(), "{}", o.stderr);
+        let healed = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            count() >= mappings - 1
+        });
+        assert!(healed, "plumbd did not restore the table:\n{}", h.log());
+    }
+    (full, one)
 }
 
 /// Time from `nft flush ruleset` on the host until a published port answers again (plumbd
