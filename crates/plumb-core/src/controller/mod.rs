@@ -135,7 +135,6 @@ impl Controller {
         ports: &mut [crate::ports::PortMapping],
     ) -> Result<()> {
         st.check_ports(ports)?;
-        st.phases.mark("check_ports");
         if let Some(holder) = &self.config.port_holder {
             for i in 0..ports.len() {
                 match holder.hold(&ports[i]) {
