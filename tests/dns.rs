@@ -195,3 +195,41 @@ fn garbage_and_slow_clients_do_not_stall_the_resolver() {
         "other sandboxes unaffected"
     );
 }
+
+#[test]
+fn port_53_stays_free_for_the_sandbox() {
+    let Some((h, _stub)) = dns_host() else { return };
+    h.plumb_ok(&["network", "create", "net53"]);
+    for s in ["own53", "peer53"] {
+        h.plumb_ok(&["sandbox", "create", s]);
+        h.plumb_ok(&["network", "connect", "net53", s]);
+    }
+    let (own, peer) = (ip_on(&h, "own53", "net53"), ip_on(&h, "peer53", "net53"));
+    let echo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/echo_peer.py");
+    let echo = echo.display();
+    // A DNS server of the sandbox's own binds port 53 on every address (UDP and TCP), and
+    // the embedded resolver keeps answering at 127.0.0.11:53 beside it.
+    let script = format!(
+        "python3 {echo} serve 53 > /tmp/own53.out 2>&1 & pid=$!; \
+         for i in $(seq 50); do grep -q ready /tmp/own53.out && break; sleep 0.1; done; \
+         cat /tmp/own53.out; \
+         echo udp=$(python3 {echo} udp {own} 53); \
+         echo tcp=$(python3 {echo} tcp {own} 53); \
+         echo dig=$(dig +short +time=3 +tries=1 peer53); \
+         echo digtcp=$(dig +tcp +short +time=3 +tries=1 peer53); \
+         kill $pid"
+    );
+    let o = h.in_sandbox("own53", &script);
+    let out = o.stdout;
+    assert!(
+        out.contains("ready"),
+        "own server on port 53: {out}{}",
+        o.stderr
+    );
+    assert!(out.contains(&format!("udp={own}")), "{out}");
+    assert!(out.contains(&format!("tcp={own}")), "{out}");
+    assert!(out.contains(&format!("dig={peer}")), "{out}");
+    assert!(out.contains(&format!("digtcp={peer}")), "{out}");
+    let table = h.in_sandbox("own53", "nft list table ip plumb_dns").stdout;
+    assert!(table.contains("notrack"), "{table}");
+}

@@ -110,6 +110,25 @@ pub fn phase_figures(figures: &mut Vec<Figure>, log: &str, prefix: &str, k: usiz
     let phases = phase_growth(log, "connect", k)
         .into_iter()
         .chain(phase_growth(log, "bridge_join", k));
+    phase_list(figures, prefix, k, phases);
+}
+
+/// Like [`phase_figures`] for the phases of sandbox creation.
+pub fn create_phase_figures(figures: &mut Vec<Figure>, log: &str, k: usize) {
+    phase_list(
+        figures,
+        "create_sandbox",
+        k,
+        phase_growth(log, "create_sandbox", k),
+    );
+}
+
+fn phase_list(
+    figures: &mut Vec<Figure>,
+    prefix: &str,
+    k: usize,
+    phases: impl IntoIterator<Item = (String, f64, f64)>,
+) {
     for (phase, first, last) in phases {
         figures.push(Figure {
             name: format!("{prefix}_phase_{phase}_last{k}_over_first{k}"),
@@ -233,6 +252,7 @@ fn endpoint_figures(figures: &mut Vec<Figure>, n: usize) {
         ),
     });
     phase_figures(figures, &h.log(), "connect", k);
+    create_phase_figures(figures, &h.log(), k);
     let mut disconnect = Vec::with_capacity(n);
     for i in 0..n {
         let body = json!({"Container": format!("s{i}")});

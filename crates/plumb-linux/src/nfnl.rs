@@ -1,5 +1,6 @@
-//! nftables set-element operations straight over nfnetlink: one batch, one socket, no `nft`
-//! process. Used on the per-connect path (published ports).
+//! nftables operations straight over nfnetlink: one batch, one socket, no `nft` process.
+//! Set elements on the per-connect path (published ports), and the small table that sends a
+//! sandbox's DNS queries to the embedded resolver's own ports.
 //!
 //! Wire format (linux/netfilter/nf_tables.h): a batch of NFNL_MSG_BATCH_BEGIN, one
 //! NFT_MSG_NEWSETELEM / NFT_MSG_DESTROYSETELEM per chunk of elements, NFNL_MSG_BATCH_END. Keys
@@ -28,6 +29,53 @@ const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_DATA: u16 = 2;
 const NFTA_DATA_VALUE: u16 = 1;
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_NEWRULE: u16 = 6;
+/// Since Linux 6.3: like DELTABLE, but a missing table is not an error.
+const NFT_MSG_DESTROYTABLE: u16 = 26;
+const NFPROTO_IPV4: u8 = 2;
+const NLM_F_APPEND: u16 = 0x800;
+const NFTA_TABLE_NAME: u16 = 1;
+const NFTA_CHAIN_TABLE: u16 = 1;
+const NFTA_CHAIN_NAME: u16 = 3;
+const NFTA_CHAIN_HOOK: u16 = 4;
+const NFTA_CHAIN_POLICY: u16 = 5;
+const NFTA_CHAIN_TYPE: u16 = 7;
+const NFTA_HOOK_HOOKNUM: u16 = 1;
+const NFTA_HOOK_PRIORITY: u16 = 2;
+const NF_INET_LOCAL_OUT: u32 = 3;
+const NF_ACCEPT: u32 = 1;
+const NFTA_RULE_TABLE: u16 = 1;
+const NFTA_RULE_CHAIN: u16 = 2;
+const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_EXPR_NAME: u16 = 1;
+const NFTA_EXPR_DATA: u16 = 2;
+const NFTA_PAYLOAD_DREG: u16 = 1;
+const NFTA_PAYLOAD_BASE: u16 = 2;
+const NFTA_PAYLOAD_OFFSET: u16 = 3;
+const NFTA_PAYLOAD_LEN: u16 = 4;
+const NFTA_PAYLOAD_SREG: u16 = 5;
+const NFTA_PAYLOAD_CSUM_TYPE: u16 = 6;
+const NFTA_PAYLOAD_CSUM_OFFSET: u16 = 7;
+const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+const NFT_PAYLOAD_CSUM_INET: u32 = 1;
+const NFTA_CMP_SREG: u16 = 1;
+const NFTA_CMP_OP: u16 = 2;
+const NFTA_CMP_DATA: u16 = 3;
+const NFT_CMP_EQ: u32 = 0;
+const NFTA_META_DREG: u16 = 1;
+const NFTA_META_KEY: u16 = 2;
+const NFT_META_L4PROTO: u32 = 16;
+const NFTA_IMMEDIATE_DREG: u16 = 1;
+const NFTA_IMMEDIATE_DATA: u16 = 2;
+const NFT_REG_1: u32 = 1;
+const NFT_REG_VERDICT: u32 = 0;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
 /// Elements per message, to keep each well under the socket buffer.
 const CHUNK: usize = 256;
 
@@ -125,103 +173,262 @@ fn cstr(s: &str) -> Vec<u8> {
     v
 }
 
-/// Adds or removes `elems` (key, value) in map `set` of `table inet <table>`, in one batch.
-pub fn set_elements(op: ElemOp, table: &str, set: &str, elems: &[(Concat, Concat)]) -> Result<()> {
-    if elems.is_empty() {
-        return Ok(());
-    }
-    let err = |e: std::io::Error| LinuxError::io("nfnetlink set elements", "netlink netfilter", e);
-    let mut sock = Socket::new(NETLINK_NETFILTER).map_err(err)?;
-    sock.bind(&SocketAddr::new(0, 0)).map_err(err)?;
-    let (kind, flags) = match op {
-        ElemOp::Add => (NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK),
-        ElemOp::Destroy => (NFT_MSG_DESTROYSETELEM, NLM_F_REQUEST | NLM_F_ACK),
-    };
-    let mut buf = Vec::with_capacity(64 + elems.len() * 48);
-    let mut seq = 1u32;
-    message(
-        &mut buf,
-        NFNL_MSG_BATCH_BEGIN,
-        NLM_F_REQUEST,
-        seq,
-        0,
-        NFNL_SUBSYS_NFTABLES,
-        &[],
-    );
-    let mut acks = 0;
-    for chunk in elems.chunks(CHUNK) {
-        seq += 1;
-        let mut body = Vec::new();
-        attr(&mut body, NFTA_SET_ELEM_LIST_TABLE, &cstr(table));
-        attr(&mut body, NFTA_SET_ELEM_LIST_SET, &cstr(set));
-        body.extend(nested(NFTA_SET_ELEM_LIST_ELEMENTS, |list| {
-            for (k, v) in chunk {
-                list.extend(nested(NFTA_LIST_ELEM, |e| {
-                    e.extend(nested(NFTA_SET_ELEM_KEY, |x| {
-                        attr(x, NFTA_DATA_VALUE, &k.0)
-                    }));
-                    if op == ElemOp::Add {
-                        e.extend(nested(NFTA_SET_ELEM_DATA, |x| {
-                            attr(x, NFTA_DATA_VALUE, &v.0)
-                        }));
-                    }
-                }));
-            }
-        }));
+/// One message of a batch: (type within nf_tables, flags, address family, body).
+type BatchMsg = (u16, u16, u8, Vec<u8>);
+
+/// An nf_tables transaction encoded and ready to send: building it allocates, sending it
+/// does not (so it can be sent from a short-lived thread inside another namespace).
+#[derive(Debug, Clone)]
+pub struct Batch {
+    what: &'static str,
+    buf: Vec<u8>,
+    acks: usize,
+}
+
+impl Batch {
+    /// Encodes `msgs` between batch begin and end; `what` names the operation in errors.
+    fn new(what: &'static str, msgs: &[BatchMsg]) -> Self {
+        let mut buf = Vec::with_capacity(64 + msgs.iter().map(|m| m.3.len() + 20).sum::<usize>());
+        let mut seq = 1u32;
         message(
             &mut buf,
-            (NFNL_SUBSYS_NFTABLES << 8) | kind,
-            flags,
+            NFNL_MSG_BATCH_BEGIN,
+            NLM_F_REQUEST,
             seq,
-            NFPROTO_INET,
             0,
-            &body,
+            NFNL_SUBSYS_NFTABLES,
+            &[],
         );
-        acks += 1;
-    }
-    seq += 1;
-    message(
-        &mut buf,
-        NFNL_MSG_BATCH_END,
-        NLM_F_REQUEST,
-        seq,
-        0,
-        NFNL_SUBSYS_NFTABLES,
-        &[],
-    );
-    sock.send(&buf, 0).map_err(err)?;
-    // Every element message is acknowledged (or refused) with an NLMSG_ERROR.
-    let mut rx: Vec<u8> = Vec::with_capacity(1 << 16);
-    let mut first_error = None;
-    while acks > 0 {
-        rx.clear();
-        let n = sock.recv(&mut rx, 0).map_err(err)?;
-        let mut off = 0;
-        while off + 16 <= n {
-            let len = u32::from_ne_bytes([rx[off], rx[off + 1], rx[off + 2], rx[off + 3]]) as usize;
-            let kind = u16::from_ne_bytes([rx[off + 4], rx[off + 5]]);
-            if len < 16 || off + len > n {
-                break;
-            }
-            if kind == NLMSG_ERROR && len >= 20 {
-                let code =
-                    i32::from_ne_bytes([rx[off + 16], rx[off + 17], rx[off + 18], rx[off + 19]]);
-                acks -= 1;
-                if code != 0 && first_error.is_none() {
-                    first_error = Some(-code);
-                }
-            }
-            off += (len + 3) & !3;
+        for (kind, flags, family, body) in msgs {
+            seq += 1;
+            message(
+                &mut buf,
+                (NFNL_SUBSYS_NFTABLES << 8) | kind,
+                flags | NLM_F_REQUEST | NLM_F_ACK,
+                seq,
+                *family,
+                0,
+                body,
+            );
+        }
+        seq += 1;
+        message(
+            &mut buf,
+            NFNL_MSG_BATCH_END,
+            NLM_F_REQUEST,
+            seq,
+            0,
+            NFNL_SUBSYS_NFTABLES,
+            &[],
+        );
+        Batch {
+            what,
+            buf,
+            acks: msgs.len(),
         }
     }
-    match first_error {
-        None => Ok(()),
-        Some(errno) => Err(LinuxError::Netlink {
-            op: format!("{op:?} elements of set {set}"),
-            message: std::io::Error::from_raw_os_error(errno).to_string(),
-            errno: Some(errno),
-        }),
+
+    /// Sends the transaction on a socket opened in the calling thread's namespace and waits
+    /// for every acknowledgement; the first refusal is the error.
+    pub fn send(&self) -> Result<()> {
+        if self.acks == 0 {
+            return Ok(());
+        }
+        let err = |e: std::io::Error| LinuxError::io("nfnetlink batch", "netlink netfilter", e);
+        let mut sock = Socket::new(NETLINK_NETFILTER).map_err(err)?;
+        sock.bind(&SocketAddr::new(0, 0)).map_err(err)?;
+        sock.send(&self.buf, 0).map_err(err)?;
+        // Every message is acknowledged (or refused) with an NLMSG_ERROR.
+        let mut acks = self.acks;
+        let mut rx = [0u8; 8192];
+        let mut first_error = None;
+        while acks > 0 {
+            let n = sock.recv(&mut &mut rx[..], 0).map_err(err)?;
+            let mut off = 0;
+            while off + 16 <= n {
+                let len =
+                    u32::from_ne_bytes([rx[off], rx[off + 1], rx[off + 2], rx[off + 3]]) as usize;
+                let kind = u16::from_ne_bytes([rx[off + 4], rx[off + 5]]);
+                if len < 16 || off + len > n {
+                    break;
+                }
+                if kind == NLMSG_ERROR && len >= 20 {
+                    let code = i32::from_ne_bytes([
+                        rx[off + 16],
+                        rx[off + 17],
+                        rx[off + 18],
+                        rx[off + 19],
+                    ]);
+                    acks -= 1;
+                    if code != 0 && first_error.is_none() {
+                        first_error = Some(-code);
+                    }
+                }
+                off += (len + 3) & !3;
+            }
+        }
+        match first_error {
+            None => Ok(()),
+            Some(errno) => Err(LinuxError::Netlink {
+                op: self.what.to_owned(),
+                message: std::io::Error::from_raw_os_error(errno).to_string(),
+                errno: Some(errno),
+            }),
+        }
     }
+}
+
+/// Adds or removes `elems` (key, value) in map `set` of `table inet <table>`, in one batch.
+pub fn set_elements(op: ElemOp, table: &str, set: &str, elems: &[(Concat, Concat)]) -> Result<()> {
+    let (kind, flags) = match op {
+        ElemOp::Add => (NFT_MSG_NEWSETELEM, NLM_F_CREATE),
+        ElemOp::Destroy => (NFT_MSG_DESTROYSETELEM, 0),
+    };
+    let msgs: Vec<BatchMsg> = elems
+        .chunks(CHUNK)
+        .map(|chunk| {
+            let mut body = Vec::new();
+            attr(&mut body, NFTA_SET_ELEM_LIST_TABLE, &cstr(table));
+            attr(&mut body, NFTA_SET_ELEM_LIST_SET, &cstr(set));
+            body.extend(nested(NFTA_SET_ELEM_LIST_ELEMENTS, |list| {
+                for (k, v) in chunk {
+                    list.extend(nested(NFTA_LIST_ELEM, |e| {
+                        e.extend(nested(NFTA_SET_ELEM_KEY, |x| {
+                            attr(x, NFTA_DATA_VALUE, &k.0)
+                        }));
+                        if op == ElemOp::Add {
+                            e.extend(nested(NFTA_SET_ELEM_DATA, |x| {
+                                attr(x, NFTA_DATA_VALUE, &v.0)
+                            }));
+                        }
+                    }));
+                }
+            }));
+            (kind, flags, NFPROTO_INET, body)
+        })
+        .collect();
+    let what = match op {
+        ElemOp::Add => "add set elements",
+        ElemOp::Destroy => "remove set elements",
+    };
+    Batch::new(what, &msgs).send()
+}
+
+/// The resolver's table inside a sandbox: queries to `resolver`:53 (UDP and TCP) go to the
+/// resolver's own ports and its answers come back from port 53, by rewriting the ports of
+/// locally sent packets, without connection tracking. A process in the sandbox may then use
+/// port 53 itself. Send it from a thread inside the sandbox's namespace; it replaces what
+/// was there.
+pub fn redirect_resolver(resolver: std::net::Ipv4Addr, udp_port: u16, tcp_port: u16) -> Batch {
+    const TABLE: &str = "plumb_dns";
+    const CHAIN: &str = "out";
+    let mut msgs: Vec<BatchMsg> = Vec::new();
+    let mut table = Vec::new();
+    attr(&mut table, NFTA_TABLE_NAME, &cstr(TABLE));
+    msgs.push((NFT_MSG_DESTROYTABLE, 0, NFPROTO_IPV4, table.clone()));
+    msgs.push((NFT_MSG_NEWTABLE, NLM_F_CREATE, NFPROTO_IPV4, table));
+    let mut chain = Vec::new();
+    attr(&mut chain, NFTA_CHAIN_TABLE, &cstr(TABLE));
+    attr(&mut chain, NFTA_CHAIN_NAME, &cstr(CHAIN));
+    chain.extend(nested(NFTA_CHAIN_HOOK, |h| {
+        attr(h, NFTA_HOOK_HOOKNUM, &NF_INET_LOCAL_OUT.to_be_bytes());
+        // Raw priority: before connection tracking, so that notrack applies.
+        attr(h, NFTA_HOOK_PRIORITY, &(-300i32).to_be_bytes());
+    }));
+    attr(&mut chain, NFTA_CHAIN_POLICY, &NF_ACCEPT.to_be_bytes());
+    attr(&mut chain, NFTA_CHAIN_TYPE, &cstr("filter"));
+    msgs.push((NFT_MSG_NEWCHAIN, NLM_F_CREATE, NFPROTO_IPV4, chain));
+    for (proto, port) in [(IPPROTO_UDP, udp_port), (IPPROTO_TCP, tcp_port)] {
+        // Query: daddr resolver, dport 53 -> dport `port`.
+        // Answer: saddr resolver, sport `port` -> sport 53.
+        for (addr_offset, port_offset, from, to) in [(16, 2, 53, port), (12, 0, port, 53)] {
+            let mut rule = Vec::new();
+            attr(&mut rule, NFTA_RULE_TABLE, &cstr(TABLE));
+            attr(&mut rule, NFTA_RULE_CHAIN, &cstr(CHAIN));
+            rule.extend(nested(NFTA_RULE_EXPRESSIONS, |list| {
+                list.extend(payload_load(NFT_PAYLOAD_NETWORK_HEADER, addr_offset, 4));
+                list.extend(cmp_eq(&resolver.octets()));
+                list.extend(expr("meta", |d| {
+                    attr(d, NFTA_META_DREG, &NFT_REG_1.to_be_bytes());
+                    attr(d, NFTA_META_KEY, &NFT_META_L4PROTO.to_be_bytes());
+                }));
+                list.extend(cmp_eq(&[proto]));
+                list.extend(payload_load(NFT_PAYLOAD_TRANSPORT_HEADER, port_offset, 2));
+                list.extend(cmp_eq(&u16::to_be_bytes(from)));
+                list.extend(expr("immediate", |d| {
+                    attr(d, NFTA_IMMEDIATE_DREG, &NFT_REG_1.to_be_bytes());
+                    d.extend(nested(NFTA_IMMEDIATE_DATA, |v| {
+                        attr(v, NFTA_DATA_VALUE, &u16::to_be_bytes(to))
+                    }));
+                }));
+                let csum_offset: u32 = if proto == IPPROTO_UDP { 6 } else { 16 };
+                list.extend(expr("payload", |d| {
+                    attr(d, NFTA_PAYLOAD_SREG, &NFT_REG_1.to_be_bytes());
+                    attr(
+                        d,
+                        NFTA_PAYLOAD_BASE,
+                        &NFT_PAYLOAD_TRANSPORT_HEADER.to_be_bytes(),
+                    );
+                    attr(d, NFTA_PAYLOAD_OFFSET, &port_offset.to_be_bytes());
+                    attr(d, NFTA_PAYLOAD_LEN, &2u32.to_be_bytes());
+                    attr(
+                        d,
+                        NFTA_PAYLOAD_CSUM_TYPE,
+                        &NFT_PAYLOAD_CSUM_INET.to_be_bytes(),
+                    );
+                    attr(d, NFTA_PAYLOAD_CSUM_OFFSET, &csum_offset.to_be_bytes());
+                }));
+                list.extend(expr("notrack", |_| {}));
+                // Done with this packet here: the other rules need not look at it.
+                list.extend(expr("immediate", |d| {
+                    attr(d, NFTA_IMMEDIATE_DREG, &NFT_REG_VERDICT.to_be_bytes());
+                    d.extend(nested(NFTA_IMMEDIATE_DATA, |v| {
+                        v.extend(nested(NFTA_DATA_VERDICT, |c| {
+                            attr(c, NFTA_VERDICT_CODE, &NF_ACCEPT.to_be_bytes())
+                        }))
+                    }));
+                }));
+            }));
+            msgs.push((
+                NFT_MSG_NEWRULE,
+                NLM_F_CREATE | NLM_F_APPEND,
+                NFPROTO_IPV4,
+                rule,
+            ));
+        }
+    }
+    Batch::new("program the resolver's redirection", &msgs)
+}
+
+/// One expression of a rule: its name and its attributes.
+fn expr(name: &str, data: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    nested(NFTA_LIST_ELEM, |e| {
+        attr(e, NFTA_EXPR_NAME, &cstr(name));
+        let mut d = Vec::new();
+        data(&mut d);
+        if !d.is_empty() {
+            attr(e, NFTA_EXPR_DATA | NLA_F_NESTED, &d);
+        }
+    })
+}
+
+/// Loads `len` bytes at `offset` of header `base` into register 1.
+fn payload_load(base: u32, offset: u32, len: u32) -> Vec<u8> {
+    expr("payload", |d| {
+        attr(d, NFTA_PAYLOAD_DREG, &NFT_REG_1.to_be_bytes());
+        attr(d, NFTA_PAYLOAD_BASE, &base.to_be_bytes());
+        attr(d, NFTA_PAYLOAD_OFFSET, &offset.to_be_bytes());
+        attr(d, NFTA_PAYLOAD_LEN, &len.to_be_bytes());
+    })
+}
+
+/// Register 1 equals `value`, or the rule stops here.
+fn cmp_eq(value: &[u8]) -> Vec<u8> {
+    expr("cmp", |d| {
+        attr(d, NFTA_CMP_SREG, &NFT_REG_1.to_be_bytes());
+        attr(d, NFTA_CMP_OP, &NFT_CMP_EQ.to_be_bytes());
+        d.extend(nested(NFTA_CMP_DATA, |v| attr(v, NFTA_DATA_VALUE, value)));
+    })
 }
 
 #[cfg(test)]

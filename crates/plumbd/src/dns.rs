@@ -1,5 +1,5 @@
-//! Wires the embedded resolver to sandboxes: opens 127.0.0.11:53 (UDP and TCP) inside each
-//! sandbox's namespace and hands the sockets to plumb-dns.
+//! Wires the embedded resolver to sandboxes: opens UDP and TCP sockets on 127.0.0.11 inside
+//! each sandbox's namespace, redirects 127.0.0.11:53 to them, and hands them to plumb-dns.
 
 use async_trait::async_trait;
 use plumb_core::driver::SandboxResolver;
@@ -7,13 +7,43 @@ use plumb_core::model::Sandbox;
 use plumb_core::BoxError;
 use plumb_dns::DnsServer;
 use plumb_linux::netns;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// The resolver's address inside every sandbox.
-pub const RESOLVER: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11)), 53);
+/// The resolver's address inside every sandbox (port 53, as resolv.conf says). Its sockets
+/// listen on a port of their own, so that port 53 stays free for the sandbox's processes; a
+/// rule in the sandbox sends queries to 53 there (`plumb_linux::nfnl::redirect_resolver`).
+pub const RESOLVER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
+
+/// Ports the resolver's sockets pick from inside a sandbox (above most servers' defaults,
+/// below the kernel's ephemeral range).
+const RESOLVER_PORTS: std::ops::Range<u16> = 20000..32000;
+
+/// Opens the resolver's UDP and TCP sockets inside the sandbox on one port of
+/// `RESOLVER_PORTS` and redirects 127.0.0.11:53 to it. Everything is prepared here; the
+/// short-lived thread inside the namespace only binds and sends.
+async fn open_resolver(ns: PathBuf) -> Result<(UdpSocket, TcpListener), BoxError> {
+    let mut last = None;
+    for _ in 0..8 {
+        let port = rand::random_range(RESOLVER_PORTS);
+        let batch = plumb_linux::nfnl::redirect_resolver(RESOLVER_IP, port, port);
+        let opened = netns::run_in(Some(ns.clone()), move || {
+            let io = |op, e| plumb_linux::LinuxError::io(op, "127.0.0.11", e);
+            let udp = UdpSocket::bind((RESOLVER_IP, port)).map_err(|e| io("bind udp", e))?;
+            let tcp = TcpListener::bind((RESOLVER_IP, port)).map_err(|e| io("bind tcp", e))?;
+            batch.send()?;
+            Ok((udp, tcp))
+        })
+        .await;
+        match opened {
+            Ok(sockets) => return Ok(sockets),
+            // A process in the sandbox has that port (after a restart): another one.
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or_else(|| "no port for the resolver".into(), Into::into))
+}
 
 /// [`SandboxResolver`] backed by plumb-dns.
 pub struct EmbeddedDns {
@@ -27,13 +57,7 @@ impl SandboxResolver for EmbeddedDns {
         if self.server.is_registered(&sb.id) {
             return Ok(());
         }
-        let (udp, tcp) = netns::run_in(Some(PathBuf::from(&sb.key)), || {
-            let io = |op, e| plumb_linux::LinuxError::io(op, "127.0.0.11:53", e);
-            let udp = std::net::UdpSocket::bind(RESOLVER).map_err(|e| io("bind udp", e))?;
-            let tcp = std::net::TcpListener::bind(RESOLVER).map_err(|e| io("bind tcp", e))?;
-            Ok((udp, tcp))
-        })
-        .await?;
+        let (udp, tcp) = open_resolver(PathBuf::from(&sb.key)).await?;
         let upstreams = (!sb.spec.dns.is_empty()).then(|| {
             sb.spec
                 .dns

@@ -70,6 +70,7 @@ impl Controller {
             Ok(()) => self.os.write_hosts(&sb, &[]).await,
             Err(e) => Err(e),
         };
+        st.phases.mark("namespace");
         let os_result = match (os_result, &self.config.resolver) {
             (Ok(()), Some(r)) if !sb.spec.host_mode => r.attach(&sb).await,
             (r, _) => r,
@@ -102,7 +103,7 @@ impl Controller {
                 programmed: Vec::new(),
             },
         );
-        st.phases.mark("namespace");
+        st.phases.mark("resolver");
         st.phases.finish("create_sandbox");
         drop(st);
         self.emit(sandbox_event("create", &sb));
