@@ -198,7 +198,9 @@ fn garbage_and_slow_clients_do_not_stall_the_resolver() {
 
 #[test]
 fn port_53_stays_free_for_the_sandbox() {
-    let Some((h, _stub)) = dns_host() else { return };
+    let Some((mut h, _stub)) = dns_host() else {
+        return;
+    };
     h.plumb_ok(&["network", "create", "net53"]);
     for s in ["own53", "peer53"] {
         h.plumb_ok(&["sandbox", "create", s]);
@@ -232,4 +234,16 @@ fn port_53_stays_free_for_the_sandbox() {
     assert!(out.contains(&format!("digtcp={peer}")), "{out}");
     let table = h.in_sandbox("own53", "nft list table ip plumb_dns").stdout;
     assert!(table.contains("notrack"), "{table}");
+
+    // After a crash the resolver comes back on a new port and the rewrite follows it.
+    h.kill9();
+    h.start();
+    assert_eq!(short(&h, "own53", "peer53"), vec![peer.clone()]);
+    assert_eq!(short(&h, "own53", "+tcp peer53"), vec![peer]);
+    let after = h.in_sandbox("own53", "nft list table ip plumb_dns").stdout;
+    assert_eq!(
+        after.matches("notrack").count(),
+        4,
+        "one set of rules: {after}"
+    );
 }
