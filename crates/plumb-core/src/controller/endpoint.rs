@@ -8,8 +8,7 @@ use crate::error::{Error, Result};
 use crate::events::{now_nanos, Event};
 use crate::ids::{is_id_prefix, EndpointId, NetworkId, SandboxId};
 use crate::ipam::Holder;
-use crate::model::{validate_name, Endpoint, EndpointSpec, MacAddr, Sandbox};
-use crate::ports::PortMapping;
+use crate::model::{validate_name, Endpoint, EndpointSpec, MacAddr};
 use crate::store::{endpoint_key, Expect, Op};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -503,67 +502,6 @@ impl Controller {
         let entry = st.sb_mut(sb_id)?;
         entry.programmed = if new_gw.is_some() { ports } else { Vec::new() };
         entry.gateway = new_gw;
-        Ok(())
-    }
-
-    /// Makes the published ports of `sb` go from `old` (gateway endpoint, ports programmed on
-    /// it) to `new`: when the gateway stays, only the difference is revoked and programmed.
-    /// Withdrawing never fails the operation; when publishing fails, what was withdrawn is
-    /// put back and the error returned.
-    pub(super) async fn sync_external(
-        &self,
-        st: &State,
-        sb: &Sandbox,
-        old: (Option<&EndpointId>, &[PortMapping]),
-        new: (Option<&EndpointId>, &[PortMapping]),
-    ) -> Result<()> {
-        let lookup = |id: Option<&EndpointId>| {
-            let (ep, _) = st.endpoints.get(id?)?;
-            let net = st.networks.get(&ep.network)?;
-            Some((ep.clone(), net.net.clone()))
-        };
-        let (old_ep, new_ep) = (lookup(old.0), lookup(new.0));
-        let same = old.0.is_some() && old.0 == new.0;
-        let (revoke, program): (Vec<PortMapping>, Vec<PortMapping>) = if same {
-            (
-                old.1
-                    .iter()
-                    .filter(|p| !new.1.contains(p))
-                    .copied()
-                    .collect(),
-                new.1
-                    .iter()
-                    .filter(|p| !old.1.contains(p))
-                    .copied()
-                    .collect(),
-            )
-        } else {
-            (old.1.to_vec(), new.1.to_vec())
-        };
-        if let Some((ep, net)) = &old_ep {
-            if !revoke.is_empty() {
-                if let Ok(d) = self.driver(&net.spec.driver) {
-                    if let Err(e) = d.revoke_external(net, ep, &revoke).await {
-                        tracing::warn!(sandbox = %sb.spec.name, error = %e, "withdrawing published ports failed");
-                    }
-                }
-            }
-        }
-        let Some((ep, net)) = &new_ep else {
-            return Ok(());
-        };
-        if program.is_empty() {
-            return Ok(());
-        }
-        let driver = self.driver(&net.spec.driver)?;
-        if let Err(e) = driver.program_external(net, ep, &program).await {
-            if let Some((ep, net)) = &old_ep {
-                if let Ok(d) = self.driver(&net.spec.driver) {
-                    let _ = d.program_external(net, ep, &revoke).await;
-                }
-            }
-            return Err(driver_err(&net.spec.driver, e));
-        }
         Ok(())
     }
 }

@@ -7,6 +7,7 @@
 mod endpoint;
 mod gateway;
 mod network;
+mod ports;
 mod reconcile;
 mod sandbox;
 mod state;
@@ -122,55 +123,6 @@ impl Controller {
             let now = (sb.gateway.as_ref(), sb.programmed.as_slice());
             if let Err(e) = self.sync_external(&st, &sb.sb, (None, &[]), now).await {
                 tracing::warn!(sandbox = %sb.sb.spec.name, error = %e, "re-publishing ports failed");
-            }
-        }
-    }
-
-    /// Publishes `ports` for sandbox `sb` in plumb's index and holds them on the host; host
-    /// port 0 becomes a free port, written back into `ports`. All or nothing.
-    fn reserve_ports(
-        &self,
-        st: &mut State,
-        sb: &crate::SandboxId,
-        ports: &mut [crate::ports::PortMapping],
-    ) -> Result<()> {
-        st.check_ports(ports)?;
-        if let Some(holder) = &self.config.port_holder {
-            for i in 0..ports.len() {
-                match holder.hold(&ports[i]) {
-                    Ok(m) => ports[i] = m,
-                    Err(e) => {
-                        for m in &ports[..i] {
-                            holder.release(m);
-                        }
-                        return Err(Error::HostPortUnavailable {
-                            port: ports[i].to_string(),
-                            reason: e.to_string(),
-                        });
-                    }
-                }
-            }
-        } else if let Some(m) = ports.iter().find(|m| m.host_port == 0) {
-            return Err(Error::invalid(
-                "Ports",
-                format!("{m}: this controller cannot pick host ports; give one"),
-            ));
-        }
-        st.publish(sb, ports);
-        Ok(())
-    }
-
-    /// Undoes [`Self::reserve_ports`].
-    fn release_ports(
-        &self,
-        st: &mut State,
-        sb: &crate::SandboxId,
-        ports: &[crate::ports::PortMapping],
-    ) {
-        st.unpublish(sb, ports);
-        if let Some(holder) = &self.config.port_holder {
-            for m in ports {
-                holder.release(m);
             }
         }
     }

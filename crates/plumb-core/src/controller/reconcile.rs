@@ -118,25 +118,6 @@ impl Controller {
         Ok(())
     }
 
-    /// Publishes stored ports again after a restart and holds them on the host. A port some
-    /// host process took while plumbd was down stays published (the container relies on it)
-    /// and is reported.
-    fn restore_ports(
-        &self,
-        st: &mut super::state::State,
-        sb: &crate::SandboxId,
-        ports: &[crate::ports::PortMapping],
-    ) {
-        st.publish(sb, ports);
-        if let Some(holder) = &self.config.port_holder {
-            for m in ports {
-                if let Err(e) = holder.hold(m) {
-                    tracing::warn!(port = %m, error = %e, "a published port is taken on the host; host traffic to it goes to the container");
-                }
-            }
-        }
-    }
-
     pub(super) async fn ensure_predefined(&self) -> Result<()> {
         let have: Vec<String> = {
             let st = self.state.lock().await;

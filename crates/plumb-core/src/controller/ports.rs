@@ -1,0 +1,130 @@
+//! Published ports: reserving them (plumb's index and the host's sockets) and programming
+//! each sandbox's set on its gateway endpoint through the driver.
+
+use super::state::State;
+use super::{driver_err, Controller};
+use crate::error::{Error, Result};
+use crate::ids::{EndpointId, SandboxId};
+use crate::model::Sandbox;
+use crate::ports::PortMapping;
+
+impl Controller {
+    /// Publishes `ports` for sandbox `sb` in plumb's index and holds them on the host; host
+    /// port 0 becomes a free port, written back into `ports`. All or nothing.
+    pub(super) fn reserve_ports(
+        &self,
+        st: &mut State,
+        sb: &SandboxId,
+        ports: &mut [PortMapping],
+    ) -> Result<()> {
+        st.check_ports(ports)?;
+        if let Some(holder) = &self.config.port_holder {
+            for i in 0..ports.len() {
+                match holder.hold(&ports[i]) {
+                    Ok(m) => ports[i] = m,
+                    Err(e) => {
+                        for m in &ports[..i] {
+                            holder.release(m);
+                        }
+                        return Err(Error::HostPortUnavailable {
+                            port: ports[i].to_string(),
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
+        } else if let Some(m) = ports.iter().find(|m| m.host_port == 0) {
+            return Err(Error::invalid(
+                "Ports",
+                format!("{m}: this controller cannot pick host ports; give one"),
+            ));
+        }
+        st.publish(sb, ports);
+        Ok(())
+    }
+
+    /// Undoes [`Self::reserve_ports`].
+    pub(super) fn release_ports(&self, st: &mut State, sb: &SandboxId, ports: &[PortMapping]) {
+        st.unpublish(sb, ports);
+        if let Some(holder) = &self.config.port_holder {
+            for m in ports {
+                holder.release(m);
+            }
+        }
+    }
+
+    /// Publishes stored ports again after a restart and holds them on the host. A port some
+    /// host process took while plumbd was down stays published (the container relies on it)
+    /// and is reported.
+    pub(super) fn restore_ports(&self, st: &mut State, sb: &SandboxId, ports: &[PortMapping]) {
+        st.publish(sb, ports);
+        if let Some(holder) = &self.config.port_holder {
+            for m in ports {
+                if let Err(e) = holder.hold(m) {
+                    tracing::warn!(port = %m, error = %e, "a published port is taken on the host; host traffic to it goes to the container");
+                }
+            }
+        }
+    }
+
+    /// Makes the published ports of `sb` go from `old` (gateway endpoint, ports programmed on
+    /// it) to `new`: when the gateway stays, only the difference is revoked and programmed.
+    /// Withdrawing never fails the operation; when publishing fails, what was withdrawn is
+    /// put back and the error returned.
+    pub(super) async fn sync_external(
+        &self,
+        st: &State,
+        sb: &Sandbox,
+        old: (Option<&EndpointId>, &[PortMapping]),
+        new: (Option<&EndpointId>, &[PortMapping]),
+    ) -> Result<()> {
+        let lookup = |id: Option<&EndpointId>| {
+            let (ep, _) = st.endpoints.get(id?)?;
+            let net = st.networks.get(&ep.network)?;
+            Some((ep.clone(), net.net.clone()))
+        };
+        let (old_ep, new_ep) = (lookup(old.0), lookup(new.0));
+        let same = old.0.is_some() && old.0 == new.0;
+        let (revoke, program): (Vec<PortMapping>, Vec<PortMapping>) = if same {
+            (
+                old.1
+                    .iter()
+                    .filter(|p| !new.1.contains(p))
+                    .copied()
+                    .collect(),
+                new.1
+                    .iter()
+                    .filter(|p| !old.1.contains(p))
+                    .copied()
+                    .collect(),
+            )
+        } else {
+            (old.1.to_vec(), new.1.to_vec())
+        };
+        if let Some((ep, net)) = &old_ep {
+            if !revoke.is_empty() {
+                if let Ok(d) = self.driver(&net.spec.driver) {
+                    if let Err(e) = d.revoke_external(net, ep, &revoke).await {
+                        tracing::warn!(sandbox = %sb.spec.name, error = %e, "withdrawing published ports failed");
+                    }
+                }
+            }
+        }
+        let Some((ep, net)) = &new_ep else {
+            return Ok(());
+        };
+        if program.is_empty() {
+            return Ok(());
+        }
+        let driver = self.driver(&net.spec.driver)?;
+        if let Err(e) = driver.program_external(net, ep, &program).await {
+            if let Some((ep, net)) = &old_ep {
+                if let Ok(d) = self.driver(&net.spec.driver) {
+                    let _ = d.program_external(net, ep, &revoke).await;
+                }
+            }
+            return Err(driver_err(&net.spec.driver, e));
+        }
+        Ok(())
+    }
+}
