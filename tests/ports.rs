@@ -448,6 +448,14 @@ fn host_ports_are_held_and_free_ports_are_picked() {
     let tcp = published_port(&h, "rnd", "80/tcp");
     let udp = published_port(&h, "rnd", "81/udp");
     assert!(tcp != 0 && udp != 0);
+    assert_eq!(
+        h.plumb_ok(&["sandbox", "port", "rnd", "80"]),
+        format!("80/tcp -> 0.0.0.0:{tcp}\n80/tcp -> [::]:{tcp}\n")
+    );
+    assert_eq!(
+        h.plumb_ok(&["sandbox", "port", "rnd", "81/udp"]),
+        format!("81/udp -> 127.0.0.1:{udp}\n")
+    );
     h.plumb_ok(&["network", "connect", "web", "rnd"]);
     let servers = serve(&h, "rnd", &["80"]);
     assert_eq!(

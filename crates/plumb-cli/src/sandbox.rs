@@ -26,6 +26,13 @@ pub enum SandboxCmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// List a sandbox's published ports, as `docker port` does.
+    Port {
+        /// Sandbox.
+        name: String,
+        /// Only this container port (PORT or PORT/PROTO).
+        port: Option<String>,
+    },
     /// Remove sandboxes (their endpoints are disconnected and deleted).
     #[command(alias = "remove")]
     Rm {
@@ -141,6 +148,19 @@ pub async fn run(c: &Client, cmd: SandboxCmd) -> anyhow::Result<()> {
                 .collect();
             table::print(&["SANDBOX ID", "NAME", "NETWORKS", "KEY"], &rows);
         }
+        SandboxCmd::Port { name, port } => {
+            let v = inspect(c, &name).await?;
+            let lines = port_lines(&v["Ports"], port.as_deref())?;
+            if lines.is_empty() && port.is_some() {
+                bail!(
+                    "no published port {} in sandbox {name}",
+                    port.unwrap_or_default()
+                );
+            }
+            for l in lines {
+                println!("{l}");
+            }
+        }
         SandboxCmd::Inspect { names } => {
             let mut out = Vec::new();
             for n in names {
@@ -165,4 +185,57 @@ pub async fn run(c: &Client, cmd: SandboxCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `docker port` lines ("80/tcp -> 0.0.0.0:8080") for the `Ports` of a sandbox's inspect,
+/// only those of container port `only` (PORT or PORT/PROTO) when given.
+fn port_lines(ports: &Value, only: Option<&str>) -> anyhow::Result<Vec<String>> {
+    use std::net::IpAddr;
+    let mut out = Vec::new();
+    for p in ports.as_array().into_iter().flatten() {
+        for m in plumb_core::ports::parse(&s(p))? {
+            let container = format!("{}/{}", m.container_port, m.proto.as_str());
+            let wanted = match only {
+                None => true,
+                Some(o) if o.contains('/') => o == container,
+                Some(o) => o == m.container_port.to_string(),
+            };
+            if !wanted {
+                continue;
+            }
+            let hosts = match m.host_ip {
+                None => vec!["0.0.0.0".to_owned(), "[::]".to_owned()],
+                Some(IpAddr::V6(a)) => vec![format!("[{a}]")],
+                Some(a) => vec![a.to_string()],
+            };
+            for h in hosts {
+                out.push(format!("{container} -> {h}:{}", m.host_port));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_lines_read_like_docker_port() {
+        let ports = json!(["8080:80/tcp", "127.0.0.1:53:53/udp", "[::]:8443:443/tcp"]);
+        assert_eq!(
+            port_lines(&ports, None).unwrap(),
+            [
+                "80/tcp -> 0.0.0.0:8080",
+                "80/tcp -> [::]:8080",
+                "53/udp -> 127.0.0.1:53",
+                "443/tcp -> [::]:8443"
+            ]
+        );
+        assert_eq!(
+            port_lines(&ports, Some("53/udp")).unwrap(),
+            ["53/udp -> 127.0.0.1:53"]
+        );
+        assert!(port_lines(&ports, Some("53/tcp")).unwrap().is_empty());
+    }
 }
