@@ -95,6 +95,8 @@ fn published_ports_from_outside_host_and_containers() {
         "0.0.0.0:8081:80",
         "-p",
         "[::]:8082:80",
+        "-p",
+        "[fd99::1]:8083:80",
         "srv",
     ]);
     h.plumb_ok(&["sandbox", "create", "cli"]);
@@ -127,6 +129,12 @@ fn published_ports_from_outside_host_and_containers() {
     assert_eq!(reach("fd99::1", 8081), None, "0.0.0.0 is IPv4 only");
     assert_eq!(reach("fd99::1", 8082).as_deref(), Some("fd99::2"));
     assert_eq!(reach("198.51.100.1", 8082), None, ":: is IPv6 only");
+    assert_eq!(
+        reach("fd99::1", 8083).as_deref(),
+        Some("fd99::2"),
+        "one IPv6 address"
+    );
+    assert_eq!(reach("198.51.100.1", 8083), None);
     // A port bound to 127.0.0.1 is not reachable from another host.
     assert_eq!(
         client_in_ns(&h, &outside, "tcp", "198.51.100.1", 9090),
