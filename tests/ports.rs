@@ -219,6 +219,16 @@ fn published_ports_from_outside_host_and_containers() {
             "egress masquerade restored"
         );
     }
+    // One restore per breakage (plumb's own element changes trigger none), and the gauge of
+    // published mappings: srv's 10.
+    let (st, metrics) = h.api("GET", "/plumb/v1/metrics", None);
+    assert_eq!(st, 200);
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    assert!(
+        metrics.contains("plumb_firewall_restores_total 2\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("plumb_published_ports 10\n"), "{metrics}");
 
     // Published ports are forwarded, so the host's input rules never see them; a table of
     // the user's own with a prerouting chain before DNAT (priority -150) filters them, and
@@ -276,6 +286,14 @@ fn published_ports_from_outside_host_and_containers() {
     assert!(!h.plumb_ok(&["firewall", "show"]).contains(". 8080 :"));
     drop(servers);
     h.plumb_ok(&["sandbox", "rm", "srv", "cli", "fine"]);
+    let metrics = h.api("GET", "/plumb/v1/metrics", None).1;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap_or_default()
+            .contains("plumb_published_ports 0\n"),
+        "{metrics}"
+    );
     let table = h.plumb_ok(&["firewall", "show"]);
     assert!(
         !table.contains(" : 10.60."),

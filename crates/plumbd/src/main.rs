@@ -169,9 +169,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let ctl = Arc::new(Controller::new(config, store, os, drivers).await?);
     let dns_metrics = dns_server.metrics();
-    let metrics: plumb_api::TextFn = Arc::new(move || dns_metrics.render());
+    let restores = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (ctl_m, restores_m) = (ctl.clone(), restores.clone());
+    let metrics: plumb_api::TextFn = Arc::new(move || {
+        let ports = ctl_m.published_ports();
+        let restored = restores_m.load(std::sync::atomic::Ordering::Relaxed);
+        format!(
+            "{}# HELP plumb_published_ports Port mappings published now.\n# TYPE plumb_published_ports gauge\nplumb_published_ports {ports}\n# HELP plumb_firewall_restores_total Times plumb's nftables table was found gone and restored.\n# TYPE plumb_firewall_restores_total counter\nplumb_firewall_restores_total {restored}\n",
+            dns_metrics.render()
+        )
+    });
 
-    heal_firewall(ctl.clone())?;
+    heal_firewall(ctl.clone(), restores)?;
 
     let _ = std::fs::remove_file(&socket);
     let listener = tokio::net::UnixListener::bind(&socket)
@@ -202,7 +211,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Restores plumb's nftables table when someone flushes the ruleset or deletes the table.
-fn heal_firewall(ctl: Arc<Controller>) -> anyhow::Result<()> {
+fn heal_firewall(
+    ctl: Arc<Controller>,
+    restores: Arc<std::sync::atomic::AtomicU64>,
+) -> anyhow::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     plumb_linux::nft_watch::watch(move || {
         // A full channel means a check is already pending.
@@ -219,7 +231,10 @@ fn heal_firewall(ctl: Arc<Controller>) -> anyhow::Result<()> {
                     "plumb's nftables table is gone (flushed from outside?): restoring it"
                 );
                 match tokio::task::spawn_blocking(nft::load_tables).await {
-                    Ok(Ok(())) => ctl.reprogram().await,
+                    Ok(Ok(())) => {
+                        ctl.reprogram().await;
+                        restores.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     Ok(Err(e)) => tracing::error!(error = %e, "restoring the table failed"),
                     Err(e) => tracing::error!(error = %e, "restoring the table failed"),
                 }

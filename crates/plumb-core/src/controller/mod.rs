@@ -70,6 +70,8 @@ pub struct Controller {
     config: Config,
     events: broadcast::Sender<Event>,
     names: Arc<NameIndex>,
+    /// Port mappings published now, readable without the lock (metrics).
+    published: std::sync::atomic::AtomicUsize,
 }
 
 impl Controller {
@@ -94,6 +96,7 @@ impl Controller {
             config,
             events,
             names,
+            published: Default::default(),
         };
         ctl.load_and_reconcile().await?;
         ctl.ensure_predefined().await?;
@@ -125,6 +128,11 @@ impl Controller {
                 tracing::warn!(sandbox = %sb.sb.spec.name, error = %e, "re-publishing ports failed");
             }
         }
+    }
+
+    /// How many port mappings are published now.
+    pub fn published_ports(&self) -> usize {
+        self.published.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Subscribes to the controller's events.

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::ids::{EndpointId, SandboxId};
 use crate::model::Sandbox;
 use crate::ports::PortMapping;
+use std::sync::atomic::Ordering::Relaxed;
 
 impl Controller {
     /// Publishes `ports` for sandbox `sb` in plumb's index and holds them on the host; host
@@ -40,12 +41,14 @@ impl Controller {
             ));
         }
         st.publish(sb, ports);
+        self.published.fetch_add(ports.len(), Relaxed);
         Ok(())
     }
 
     /// Undoes [`Self::reserve_ports`].
     pub(super) fn release_ports(&self, st: &mut State, sb: &SandboxId, ports: &[PortMapping]) {
         st.unpublish(sb, ports);
+        self.published.fetch_sub(ports.len(), Relaxed);
         if let Some(holder) = &self.config.port_holder {
             for m in ports {
                 holder.release(m);
@@ -58,6 +61,7 @@ impl Controller {
     /// and is reported.
     pub(super) fn restore_ports(&self, st: &mut State, sb: &SandboxId, ports: &[PortMapping]) {
         st.publish(sb, ports);
+        self.published.fetch_add(ports.len(), Relaxed);
         if let Some(holder) = &self.config.port_holder {
             for m in ports {
                 if let Err(e) = holder.hold(m) {
