@@ -491,3 +491,74 @@ async fn endpoint_ports_conflict_move_with_the_gateway_and_go_with_the_endpoint(
     s.ctl.delete_sandbox("b").await.unwrap();
     assert_eq!(published(), Vec::<String>::new());
 }
+
+/// Holds ports in a set; picks `pick` for port 0; refuses ports in `busy`.
+struct FakeHolder {
+    pick: u16,
+    busy: Vec<u16>,
+    held: Mutex<Vec<PortMapping>>,
+}
+
+impl plumb_core::driver::PortHolder for FakeHolder {
+    fn hold(&self, m: &PortMapping) -> std::io::Result<PortMapping> {
+        let mut m = *m;
+        if m.host_port == 0 {
+            m.host_port = self.pick;
+        }
+        if self.busy.contains(&m.host_port) {
+            return Err(std::io::ErrorKind::AddrInUse.into());
+        }
+        self.held.lock().unwrap().push(m);
+        Ok(m)
+    }
+    fn release(&self, m: &PortMapping) {
+        self.held.lock().unwrap().retain(|h| h != m);
+    }
+}
+
+#[tokio::test]
+async fn host_ports_are_held_all_or_nothing_and_picks_are_checked() {
+    let holder = Arc::new(FakeHolder {
+        pick: 8080,
+        busy: vec![7070],
+        held: Mutex::new(Vec::new()),
+    });
+    let store = Arc::new(MemoryStore::new());
+    let ctl = Controller::new(
+        Config {
+            port_holder: Some(holder.clone()),
+            ..Config::default()
+        },
+        store,
+        Arc::new(FakeOs::default()),
+        vec![Arc::new(FakeBridge::default())],
+    )
+    .await
+    .unwrap();
+    let with = |name: &str, ports: &[&str]| SandboxSpec {
+        ports: ports
+            .iter()
+            .flat_map(|p| plumb_core::ports::parse(p).unwrap())
+            .collect(),
+        ..sb(name)
+    };
+    // The second mapping is busy on the host: the first is let go, nothing is created.
+    let err = ctl
+        .create_sandbox(with("a", &["7071:80", "7070:81"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::HostPortUnavailable { .. }), "{err}");
+    assert!(holder.held.lock().unwrap().is_empty());
+    assert!(ctl.sandboxes().await.is_empty());
+    // A picked port is written into the sandbox.
+    let a = ctl.create_sandbox(with("a", &["80"])).await.unwrap();
+    assert_eq!(a.spec.ports[0].host_port, 8080);
+    assert_eq!(ctl.published_ports(), 1);
+    // A pick that plumb publishes already is refused and let go.
+    let err = ctl.create_sandbox(with("b", &["81"])).await.unwrap_err();
+    assert!(matches!(err, Error::PortInUse { .. }), "{err}");
+    assert_eq!(holder.held.lock().unwrap().len(), 1);
+    ctl.delete_sandbox("a").await.unwrap();
+    assert!(holder.held.lock().unwrap().is_empty());
+    assert_eq!(ctl.published_ports(), 0);
+}

@@ -19,6 +19,7 @@ impl Controller {
         ports: &mut [PortMapping],
     ) -> Result<()> {
         st.check_ports(ports)?;
+        let picks = ports.iter().any(|m| m.host_port == 0);
         if let Some(holder) = &self.config.port_holder {
             for i in 0..ports.len() {
                 match holder.hold(&ports[i]) {
@@ -32,6 +33,16 @@ impl Controller {
                             reason: e.to_string(),
                         });
                     }
+                }
+            }
+            // A picked port is free on the host, but plumb may publish it without holding it
+            // (a host process had it when plumbd restarted): check the picks too.
+            if picks {
+                if let Err(e) = st.check_ports(ports) {
+                    for m in ports.iter() {
+                        holder.release(m);
+                    }
+                    return Err(e);
                 }
             }
         } else if let Some(m) = ports.iter().find(|m| m.host_port == 0) {
