@@ -264,6 +264,8 @@ fn published_ports_from_outside_host_and_containers() {
         err.contains("port 8080:8080/tcp is already published by sandbox srv"),
         "{err}"
     );
+    let err = h.plumb_err(&["sandbox", "create", "-p", "[::1]:9200:1", "dup"]);
+    assert!(err.contains("::1 is not supported"), "{err}");
     let err = h.plumb_err(&["sandbox", "create", "-p", "127.0.0.1:9101:1", "dup"]);
     assert!(err.contains("already published by sandbox srv"), "{err}");
     assert_eq!(h.plumb_ok(&["sandbox", "ls"]), before);

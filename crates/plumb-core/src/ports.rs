@@ -151,6 +151,14 @@ pub fn parse(spec: &str) -> Result<Vec<PortMapping>> {
             let ip: IpAddr = s.parse().map_err(|_| {
                 Error::invalid(field, format!("{spec:?}: {s:?} is not an IP address"))
             })?;
+            if ip == IpAddr::V6(std::net::Ipv6Addr::LOCALHOST) {
+                // DNAT cannot send IPv6 loopback traffic out of the host (there is no IPv6
+                // route_localnet): refuse rather than publish a port that never answers.
+                return Err(Error::invalid(
+                    field,
+                    format!("{spec:?}: publishing on ::1 is not supported; use 127.0.0.1 or [::]"),
+                ));
+            }
             Some(ip)
         }
         None => None,
@@ -204,8 +212,10 @@ mod tests {
         let m = parse("127.0.0.1:53:53/udp").unwrap();
         assert_eq!(m[0].host_ip, Some("127.0.0.1".parse().unwrap()));
         assert_eq!(m[0].proto, Proto::Udp);
-        let m = parse("[::1]:8443:443").unwrap();
-        assert_eq!(m[0].host_ip, Some("::1".parse().unwrap()));
+        let m = parse("[fd00::1]:8443:443").unwrap();
+        assert_eq!(m[0].host_ip, Some("fd00::1".parse().unwrap()));
+        let err = parse("[::1]:8443:443").unwrap_err().to_string();
+        assert!(err.contains("::1 is not supported"), "{err}");
         let m = parse("0.0.0.0:9000-9999:9000-9999/tcp").unwrap();
         assert_eq!(m.len(), 1000);
         assert_eq!(m[999].host_port, 9999);
