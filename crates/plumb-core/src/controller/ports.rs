@@ -100,19 +100,15 @@ impl Controller {
         };
         let (old_ep, new_ep) = (lookup(old.0), lookup(new.0));
         let same = old.0.is_some() && old.0 == new.0;
-        let (revoke, program): (Vec<PortMapping>, Vec<PortMapping>) = if same {
-            (
-                old.1
-                    .iter()
-                    .filter(|p| !new.1.contains(p))
-                    .copied()
-                    .collect(),
-                new.1
-                    .iter()
-                    .filter(|p| !old.1.contains(p))
-                    .copied()
-                    .collect(),
-            )
+        // Both sets are sorted (`State::sandbox_ports`): a range of thousands stays cheap.
+        let missing = |from: &[PortMapping], ours: &[PortMapping]| -> Vec<PortMapping> {
+            from.iter()
+                .filter(|p| ours.binary_search(p).is_err())
+                .copied()
+                .collect()
+        };
+        let (revoke, program) = if same {
+            (missing(old.1, new.1), missing(new.1, old.1))
         } else {
             (old.1.to_vec(), new.1.to_vec())
         };
