@@ -136,13 +136,20 @@ fn request(r: &mut Rng) -> (String, String, Vec<u8>) {
         }
         // Connect with bad endpoint settings or unknown sandboxes.
         4 => {
-            let body = match r.below(4) {
+            let body = match r.below(7) {
                 0 => json!({"Container": bad_string(r)}),
                 1 => {
                     json!({"Container": "fuzzbox", "EndpointConfig": {"IPAMConfig": {"IPv4Address": bad_string(r)}}})
                 }
                 2 => {
                     json!({"Container": "fuzzbox", "EndpointConfig": {"MacAddress": bad_string(r)}})
+                }
+                3 => json!({"Container": "fuzzbox", "EndpointConfig": {
+                    "DriverOpts": {"com.docker.network.portmap": bad_string(r)}}}),
+                4 => json!({"Container": "fuzzbox", "EndpointConfig": {
+                    "PortBindings": {bad_string(r): [{"HostIp": bad_string(r), "HostPort": bad_string(r)}]}}}),
+                5 => {
+                    json!({"Container": "fuzzbox", "EndpointConfig": {"PortBindings": wrong_value(r)}})
                 }
                 _ => json!({"Container": wrong_value(r)}),
             };
@@ -186,9 +193,10 @@ fn request(r: &mut Rng) -> (String, String, Vec<u8>) {
         }
         // Sandboxes with bad fields.
         _ => {
-            let body = match r.below(3) {
+            let body = match r.below(4) {
                 0 => json!({"Name": bad_string(r)}),
                 1 => json!({"Name": "fz-sb", "Dns": [bad_string(r)]}),
+                2 => json!({"Name": "fz-sb", "Ports": [bad_string(r)]}),
                 _ => json!({"Name": "fz-sb", "ExtraHosts": [bad_string(r)]}),
             };
             (
