@@ -189,9 +189,16 @@ fn published_ports_from_outside_host_and_containers() {
     );
     assert!(client_in_ns(&h, &h.ns, "tcp", "127.0.0.1", 8080).is_some());
     assert!(client_in_ns(&h, &h.ns, "tcp", "198.51.100.1", 8080).is_some());
-    // From another container, through the host's address (hairpin).
-    let o = h.in_sandbox("cli", &format!("python3 {} tcp 198.51.100.1 8080", echo()));
-    assert!(o.ok(), "hairpin: {}", o.stderr);
+    assert!(client_in_ns(&h, &h.ns, "udp", "127.0.0.1", 8053).is_some());
+    assert!(client_in_ns(&h, &h.ns, "udp", "198.51.100.1", 8053).is_some());
+    // From another container, through the host's address (hairpin), TCP and UDP.
+    for (proto, port) in [("tcp", 8080), ("udp", 8053)] {
+        let o = h.in_sandbox(
+            "cli",
+            &format!("python3 {} {proto} 198.51.100.1 {port}", echo()),
+        );
+        assert!(o.ok(), "hairpin {proto}: {}", o.stderr);
+    }
 
     let table = h.plumb_ok(&["firewall", "show"]);
     assert!(table.contains("tcp . 8080 : 10.60.0.2 . 80"), "{table}");
