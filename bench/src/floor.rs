@@ -70,6 +70,15 @@ pub fn floor_figures(figures: &mut Vec<Figure>, n: usize) {
         add.push(ip_batch(Some(&h.ns), &adds) / 100.0);
         up.push(ip_batch(Some(&h.ns), &ups) / 100.0);
     }
+    let both: Vec<f64> = add.iter().zip(&up).map(|(a, u)| a + u).collect();
+    figures.push(Figure {
+        name: "kernel_floor_slope".into(),
+        unit: "µs per 1,000 ports",
+        value: crate::slope(&both) * (1000.0 / 100.0),
+        context: format!(
+            "least-squares growth of veth creation + port up per port, batches of 100 up to {n} ports"
+        ),
+    });
     for (what, v) in [("add_enslaved_veth", &add), ("set_port_up", &up)] {
         let (first, last) = (v[0], v[batches - 1]);
         figures.push(Figure {

@@ -2,7 +2,7 @@
 //! sandboxes (and its growth), publishing a range of 1,000 ports, and the TCP connection
 //! rate to a published port with 1 mapping and with 1,000.
 
-use crate::{latency_figures, median, phase_figures, Figure, PHASE_LOG};
+use crate::{latency_figures, median, phase_figures, slope, Figure, PHASE_LOG};
 use plumb_testkit::TestHost;
 use serde_json::json;
 use socket2::{Domain, Socket, Type};
@@ -134,6 +134,14 @@ pub fn port_figures(figures: &mut Vec<Figure>, n: usize) {
         value: last / first,
         context: format!(
             "each sandbox publishes one port; last {k} {last:.3} ms, first {k} {first:.3} ms"
+        ),
+    });
+    figures.push(Figure {
+        name: "connect_with_port_slope".into(),
+        unit: "µs per 1,000 ports",
+        value: slope(&ms) * 1000.0 * 1000.0,
+        context: format!(
+            "least-squares growth of connect time over all {n} connects (compare kernel_floor_slope)"
         ),
     });
     phase_figures(figures, &h.log(), "connect_with_port", k);
