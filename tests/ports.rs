@@ -508,6 +508,23 @@ fn host_ports_are_held_and_free_ports_are_picked() {
     );
     drop(servers);
 
+    // `plumb run` says which port it picked before the command runs.
+    let o = h.plumb(&[
+        "run",
+        "--network",
+        "web",
+        "-p",
+        "127.0.0.1::82",
+        "--",
+        "true",
+    ]);
+    assert!(o.ok(), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("published 82/tcp -> 127.0.0.1:"),
+        "{}",
+        o.stderr
+    );
+
     // Removing the sandboxes lets the ports go.
     h.plumb_ok(&["sandbox", "rm", "held", "rnd"]);
     assert!(host_can_bind(&h, 7171));

@@ -88,6 +88,12 @@ pub async fn run(c: &Client, a: RunArgs) -> anyhow::Result<i32> {
                 .with_context(|| format!("connecting to network {net}"))?;
         }
         let sb = sandbox::inspect(c, &id).await?;
+        // Ports given without a host port got a free one: say which before the command runs.
+        if a.opts.publish.iter().any(|p| !sandbox::names_host_port(p)) {
+            for line in sandbox::port_lines(&sb["Ports"], None)? {
+                eprintln!("published {line}");
+            }
+        }
         spawn_in(&sb, &a.cmd, false)
     }
     .await;

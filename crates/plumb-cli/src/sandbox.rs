@@ -187,9 +187,15 @@ pub async fn run(c: &Client, cmd: SandboxCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether a `-p` value names its host port (`8080:80`), or leaves the pick to plumbd (`80`,
+/// `127.0.0.1::80`).
+pub fn names_host_port(spec: &str) -> bool {
+    plumb_core::ports::parse(spec).is_ok_and(|m| m.iter().all(|m| m.host_port != 0))
+}
+
 /// `docker port` lines ("80/tcp -> 0.0.0.0:8080") for the `Ports` of a sandbox's inspect,
 /// only those of container port `only` (PORT or PORT/PROTO) when given.
-fn port_lines(ports: &Value, only: Option<&str>) -> anyhow::Result<Vec<String>> {
+pub fn port_lines(ports: &Value, only: Option<&str>) -> anyhow::Result<Vec<String>> {
     use std::net::IpAddr;
     let mut out = Vec::new();
     for p in ports.as_array().into_iter().flatten() {
