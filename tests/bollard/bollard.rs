@@ -80,12 +80,21 @@ async fn bollard_networks() {
                         ..Default::default()
                     }),
                     aliases: Some(vec!["api".into()]),
+                    driver_opts: Some(HashMap::from([(
+                        "com.docker.network.portmap".to_owned(),
+                        "18181:80".to_owned(),
+                    )])),
                     ..Default::default()
                 }),
             },
         )
         .await
         .unwrap();
+    // The port came with the connect (plumb's sandbox view lists it).
+    let (st, sb) = h.api("GET", "/plumb/v1/sandboxes/rs1", None);
+    assert_eq!(st, 200);
+    assert_eq!(sb["Ports"][0].as_str(), Some("18181:80/tcp"), "{sb}");
+    assert_eq!(sb["Ports"].as_array().map(Vec::len), Some(1), "{sb}");
     let n = docker
         .inspect_network("rs", None::<InspectNetworkOptions>)
         .await
