@@ -13,17 +13,13 @@ pub fn host() -> Option<TestHost> {
 
 /// Runs the real docker CLI against the host's plumbd.
 pub fn docker(h: &TestHost, args: &[&str]) -> CmdOutput {
-    let out = std::process::Command::new("docker")
+    std::process::Command::new("docker")
         .env("DOCKER_HOST", format!("unix://{}", h.socket.display()))
         .env("DOCKER_CONFIG", h.dir.join("docker-config"))
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("the docker CLI is needed for this test: {e}"));
-    CmdOutput {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+        .unwrap_or_else(|e| panic!("the docker CLI is needed for this test: {e}"))
+        .into()
 }
 
 /// The inspect JSON of a sandbox.

@@ -27,23 +27,9 @@ impl Drop for Servers {
     }
 }
 
-/// Starts the echo servers inside a sandbox and waits until they listen.
-fn serve(h: &TestHost, sb: &str, ports: &[&str]) -> Servers {
-    let mut c = Command::new(plumb_testkit::bin_dir().join("plumb"))
-        .args([
-            "-H",
-            &format!("unix://{}", h.socket.display()),
-            "exec",
-            sb,
-            "--",
-            "python3",
-            &echo(),
-            "serve",
-        ])
-        .args(ports)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+/// Spawns `cmd` and waits for the "ready" line it prints once it listens.
+fn spawn_ready(cmd: &mut Command) -> Servers {
+    let mut c = cmd.stdout(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(
         &mut std::io::BufReader::new(c.stdout.take().unwrap()),
@@ -53,6 +39,24 @@ fn serve(h: &TestHost, sb: &str, ports: &[&str]) -> Servers {
     let servers = Servers(c);
     assert_eq!(line.trim(), "ready");
     servers
+}
+
+/// Starts the echo servers inside a sandbox and waits until they listen.
+fn serve(h: &TestHost, sb: &str, ports: &[&str]) -> Servers {
+    spawn_ready(
+        Command::new(plumb_testkit::bin_dir().join("plumb"))
+            .args([
+                "-H",
+                &format!("unix://{}", h.socket.display()),
+                "exec",
+                sb,
+                "--",
+                "python3",
+                &echo(),
+                "serve",
+            ])
+            .args(ports),
+    )
 }
 
 fn client_in_ns(h: &TestHost, ns: &str, proto: &str, host: &str, port: u16) -> Option<String> {
@@ -405,21 +409,11 @@ fn host_listener(h: &TestHost, port: u16) -> Servers {
     let script = format!(
         "import socket,time\ns=socket.socket()\ns.bind(('0.0.0.0',{port}))\ns.listen()\nprint('ready',flush=True)\ntime.sleep(600)"
     );
-    let mut c = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", h.ns))
-        .args(["python3", "-c", &script])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(c.stdout.take().unwrap()),
-        &mut line,
+    spawn_ready(
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", h.ns))
+            .args(["python3", "-c", &script]),
     )
-    .unwrap();
-    let l = Servers(c);
-    assert_eq!(line.trim(), "ready");
-    l
 }
 
 /// Whether a host process can bind `port` (TCP, every address, with SO_REUSEADDR).

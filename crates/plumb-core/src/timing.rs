@@ -3,8 +3,13 @@
 
 use std::time::Instant;
 
-/// The phases of the operation in progress, in the order they ended.
+/// At most this many phases are kept for one operation.
+const MAX_PHASES: usize = 32;
+
+/// The phases of the operation in progress, in the order they ended. Records nothing unless
+/// started while `plumb::timing` debug logging is on.
 pub struct Phases {
+    active: bool,
     last: Instant,
     marks: Vec<(&'static str, u32)>,
 }
@@ -12,6 +17,7 @@ pub struct Phases {
 impl Default for Phases {
     fn default() -> Self {
         Phases {
+            active: false,
             last: Instant::now(),
             marks: Vec::new(),
         }
@@ -19,14 +25,20 @@ impl Default for Phases {
 }
 
 impl Phases {
-    /// Starts timing a new operation.
+    /// Starts timing a new operation (forgetting one that ended without `finish`).
     pub fn start(&mut self) {
         self.marks.clear();
-        self.last = Instant::now();
+        self.active = tracing::enabled!(target: "plumb::timing", tracing::Level::DEBUG);
+        if self.active {
+            self.last = Instant::now();
+        }
     }
 
     /// Ends the phase called `name`.
     pub fn mark(&mut self, name: &'static str) {
+        if !self.active || self.marks.len() >= MAX_PHASES {
+            return;
+        }
         let now = Instant::now();
         let us = now.duration_since(self.last).as_micros();
         self.marks
@@ -34,9 +46,9 @@ impl Phases {
         self.last = now;
     }
 
-    /// Logs the phases of operation `op` as `phase=microseconds` pairs.
+    /// Logs the phases of operation `op` as `phase=microseconds` pairs and stops timing.
     pub fn finish(&mut self, op: &'static str) {
-        if tracing::enabled!(target: "plumb::timing", tracing::Level::DEBUG) {
+        if self.active {
             let line: Vec<String> = self
                 .marks
                 .iter()
@@ -44,6 +56,7 @@ impl Phases {
                 .collect();
             tracing::debug!(target: "plumb::timing", op, phases = %line.join(" "));
         }
+        self.active = false;
         self.marks.clear();
     }
 }

@@ -30,16 +30,21 @@ impl CmdOutput {
     }
 }
 
-fn run_cmd(cmd: &mut Command) -> CmdOutput {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    CmdOutput {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+impl From<std::process::Output> for CmdOutput {
+    fn from(out: std::process::Output) -> Self {
+        CmdOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
+}
+
+fn run_cmd(cmd: &mut Command) -> CmdOutput {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+        .into()
 }
 
 /// Runs `ip` with `args` in the machine's namespace (only for creating and deleting the

@@ -39,7 +39,8 @@ async fn open_resolver(ns: PathBuf) -> Result<(UdpSocket, TcpListener), BoxError
         match opened {
             Ok(sockets) => return Ok(sockets),
             // A process in the sandbox has that port (after a restart): another one.
-            Err(e) => last = Some(e),
+            Err(e) if e.errno() == Some(libc::EADDRINUSE) => last = Some(e),
+            Err(e) => return Err(e.into()),
         }
     }
     Err(last.map_or_else(|| "no port for the resolver".into(), Into::into))

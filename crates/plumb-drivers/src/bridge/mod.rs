@@ -133,6 +133,7 @@ impl BridgeDriver {
         ifname: &str,
     ) -> Result<(), BoxError> {
         let mut ph = plumb_core::timing::Phases::default();
+        ph.start();
         let o = BridgeOptions::of(net)?;
         let master = self.bridge_index(net).await?;
         ph.mark("bridge_index");
