@@ -65,6 +65,16 @@ fn bad_string(r: &mut Rng) -> String {
     }
 }
 
+/// A network name dockerd also refuses: empty, control characters, padded, too long.
+fn bad_network_name(r: &mut Rng) -> String {
+    let choices = ["", " ", " lead", "trail ", "x\u{0}y", "a\nb", "tab\there"];
+    if r.below(5) == 0 {
+        "n".repeat(256)
+    } else {
+        (*r.pick(&choices)).to_owned()
+    }
+}
+
 /// One malformed request: (method, path, raw body).
 fn request(r: &mut Rng) -> (String, String, Vec<u8>) {
     let fields = [
@@ -118,7 +128,7 @@ fn request(r: &mut Rng) -> (String, String, Vec<u8>) {
         // Invalid values of the right type.
         3 => {
             let body = match r.below(5) {
-                0 => json!({"Name": bad_string(r)}),
+                0 => json!({"Name": bad_network_name(r)}),
                 1 => json!({"Name": "fz", "IPAM": {"Config": [{"Subnet": bad_string(r)}]}}),
                 2 => {
                     json!({"Name": "fz", "IPAM": {"Config": [{"Subnet": "10.4.0.0/24", "Gateway": bad_string(r)}]}})

@@ -121,7 +121,7 @@ fn errors_are_clear_and_change_nothing() {
             &["network", "create", "-d", "warp", "bad"],
             "driver warp not found",
         ),
-        (&["network", "create", "bad name"], "not a valid name"),
+        (&["network", "create", "bad\tname"], "control characters"),
         (
             &["network", "create", "--subnet", "fd00::/64", "bad"],
             "IPv6 is not enabled",

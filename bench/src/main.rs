@@ -281,20 +281,69 @@ fn endpoint_figures(figures: &mut Vec<Figure>, n: usize) {
     latency_figures(figures, "disconnect", &disconnect, n);
 }
 
+/// The sections a run can name, with what each measures.
+const SECTIONS: &[(&str, &str)] = &[
+    (
+        "endpoints",
+        "connect/disconnect latency and growth over ENDPOINTS, plumbd RSS",
+    ),
+    (
+        "api",
+        "GET /networks/{id} round trip, docker network ls with 100 networks",
+    ),
+    (
+        "dns",
+        "container-name queries/s (dnsperf), latency, resolver memory",
+    ),
+    (
+        "ports",
+        "connect with a published port, range of 1,000 ports, heal time",
+    ),
+    (
+        "floor",
+        "the kernel's own cost of a bridge port, with ip -batch and no plumbd",
+    ),
+];
+
+fn usage() -> String {
+    let mut u = String::from(
+        "usage: plumb-bench [ENDPOINTS] [SECTION]...\n\n\
+         Runs plumbd in throwaway network namespaces (as root) and prints one JSON object per\n\
+         figure, then a Markdown table. ENDPOINTS defaults to 1000; no SECTION runs them all.\n\n\
+         sections:\n",
+    );
+    for (name, what) in SECTIONS {
+        u.push_str(&format!("  {name:<10} {what}\n"));
+    }
+    u
+}
+
 fn main() {
-    // Usage: plumb-bench [ENDPOINTS] [endpoints] [api] [dns] [ports] [floor]   (default: all)
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let [flag, port] = args.as_slice() {
         if flag == "--echo-server" {
             ports::echo_server(port.parse().unwrap());
         }
     }
-    let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(1000);
-    let sections: Vec<&str> = args
+    if args
         .iter()
-        .map(String::as_str)
-        .filter(|a| ["endpoints", "api", "dns", "ports", "floor"].contains(a))
-        .collect();
+        .any(|a| a == "--help" || a == "-h" || a == "help")
+    {
+        print!("{}", usage());
+        return;
+    }
+    let mut n = 1000;
+    let mut sections: Vec<&str> = Vec::new();
+    for a in &args {
+        if let Ok(v) = a.parse() {
+            n = v;
+        } else if SECTIONS.iter().any(|(s, _)| s == a) {
+            sections.push(a);
+        } else {
+            eprint!("plumb-bench: unknown argument {a:?}\n\n{}", usage());
+            std::process::exit(2);
+        }
+    }
     let run = |s: &str| sections.is_empty() || sections.contains(&s);
     if !plumb_testkit::prerequisites() {
         std::process::exit(2);

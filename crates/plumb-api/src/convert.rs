@@ -178,6 +178,7 @@ pub fn sandbox_spec(req: SandboxCreate) -> Result<SandboxSpec, ApiError> {
         ports,
         name: req.name,
         hostname: req.hostname,
+        domainname: req.domainname,
         host_mode: req.host_mode,
         dns,
         dns_search: req.dns_search,

@@ -138,6 +138,7 @@ pub fn sandbox(v: &SandboxView) -> Value {
         "Id": sb.id.to_string(),
         "Name": sb.spec.name,
         "Hostname": sb.hostname(),
+        "Domainname": sb.spec.domainname,
         "HostMode": sb.spec.host_mode,
         "Key": sb.key,
         "ResolvConfPath": dir.join("resolv.conf"),

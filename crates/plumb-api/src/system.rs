@@ -1,4 +1,5 @@
-//! `/_ping` and `/version`, what clients ask first.
+//! `/_ping`, `/version` and `/info`, what clients ask first; the swarm routes' "not part of a
+//! swarm" answer; the catch-all 404.
 
 use axum::http::header::{HeaderMap, HeaderValue};
 use axum::response::IntoResponse;
@@ -55,4 +56,100 @@ pub async fn version() -> impl IntoResponse {
         "Experimental": false,
         "BuildTime": "",
     }))
+}
+
+/// `GET /info`: the fields that concern networking, and neutral values for the rest (clients
+/// call it at start and read only what they need).
+pub async fn info(
+    axum::extract::State(s): axum::extract::State<crate::AppState>,
+) -> impl IntoResponse {
+    let networks = s.ctl.networks().await.len();
+    let sandboxes = s.ctl.sandboxes().await.len();
+    let pools: Vec<serde_json::Value> = s
+        .ctl
+        .default_pools()
+        .iter()
+        .map(|p| json!({"Base": p.base.to_string(), "Size": p.size}))
+        .collect();
+    let uname = nix_uname();
+    Json(json!({
+        "ID": "",
+        "Name": uname.nodename,
+        "ServerVersion": env!("CARGO_PKG_VERSION"),
+        "OSType": "linux",
+        "OperatingSystem": "plumb",
+        "KernelVersion": uname.release,
+        "Architecture": std::env::consts::ARCH,
+        "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "MemTotal": 0,
+        "Containers": sandboxes,
+        "ContainersRunning": sandboxes,
+        "ContainersPaused": 0,
+        "ContainersStopped": 0,
+        "Images": 0,
+        "Driver": "",
+        "DriverStatus": [],
+        "Plugins": {"Volume": [], "Network": ["bridge", "host", "null"], "Authorization": null, "Log": []},
+        "NetworkCount": networks,
+        "DefaultAddressPools": pools,
+        "IPv4Forwarding": true,
+        "BridgeNfIptables": false,
+        "BridgeNfIp6tables": false,
+        "Debug": false,
+        "ExperimentalBuild": false,
+        "LiveRestoreEnabled": true,
+        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
+        "SecurityOptions": [],
+        "Warnings": null,
+        "Labels": [],
+        "Runtimes": {},
+        "DefaultRuntime": "",
+        "CgroupDriver": "",
+        "CgroupVersion": "",
+        "RegistryConfig": null,
+        "IndexServerAddress": "",
+        "DockerRootDir": "",
+        "HttpProxy": "",
+        "HttpsProxy": "",
+        "NoProxy": "",
+    }))
+}
+
+/// The kernel's name for this host and its release.
+struct Uname {
+    nodename: String,
+    release: String,
+}
+
+fn nix_uname() -> Uname {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    };
+    Uname {
+        nodename: read("/proc/sys/kernel/hostname"),
+        release: read("/proc/sys/kernel/osrelease"),
+    }
+}
+
+/// Swarm routes: a dockerd outside a swarm answers 503, which clients tolerate.
+pub async fn no_swarm(uri: axum::http::Uri) -> crate::error::ApiError {
+    let message = if uri.path().ends_with("/leave") {
+        "This node is not part of a swarm".to_owned()
+    } else {
+        "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.".to_owned()
+    };
+    crate::error::ApiError {
+        status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        message,
+    }
+}
+
+/// Any other route: Docker's JSON 404.
+pub async fn not_found() -> crate::error::ApiError {
+    crate::error::ApiError {
+        status: axum::http::StatusCode::NOT_FOUND,
+        message: "page not found".to_owned(),
+    }
 }

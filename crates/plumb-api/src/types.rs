@@ -185,6 +185,9 @@ pub struct SandboxCreate {
     /// Hostname.
     #[serde(rename = "Hostname", deserialize_with = "nullable")]
     pub hostname: String,
+    /// Domain name.
+    #[serde(rename = "Domainname", deserialize_with = "nullable")]
+    pub domainname: String,
     /// Share the host's stack.
     #[serde(rename = "HostMode", deserialize_with = "nullable")]
     pub host_mode: bool,

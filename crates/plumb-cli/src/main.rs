@@ -55,6 +55,13 @@ enum FirewallCmd {
 
 fn main() {
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Run(_)) {
+        // A reader that goes away early (`| head`, `| grep -q`) ends plumb quietly, as it ends
+        // other Unix tools; Rust ignores SIGPIPE by default and print! would panic instead.
+        // `run` keeps ignoring it: it must remove its sandbox whatever happens to stdout.
+        // SAFETY: setting a signal disposition before any thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -48,6 +48,9 @@ pub struct SandboxOpts {
     /// Hostname.
     #[arg(long)]
     pub hostname: Option<String>,
+    /// Domain name (the hosts file also names the sandbox HOSTNAME.DOMAINNAME).
+    #[arg(long)]
+    pub domainname: Option<String>,
     /// Nameserver (repeatable).
     #[arg(long)]
     pub dns: Vec<String>,
@@ -83,6 +86,7 @@ pub async fn create(c: &Client, a: &CreateArgs) -> anyhow::Result<Value> {
     let body = json!({
         "Name": a.name,
         "Hostname": a.opts.hostname.clone().unwrap_or_default(),
+        "Domainname": a.opts.domainname.clone().unwrap_or_default(),
         "HostMode": a.host_network,
         "Dns": a.opts.dns,
         "DnsSearch": a.opts.dns_search,

@@ -125,6 +125,12 @@ pub enum Error {
         /// What is not allowed.
         reason: String,
     },
+    /// Only one network of this driver may exist (host, null), and it does.
+    #[error("only one instance of \"{driver}\" network is allowed")]
+    SingletonDriver {
+        /// The driver.
+        driver: String,
+    },
     /// A request field is malformed.
     #[error("invalid {field}: {reason}")]
     InvalidParameter {
@@ -234,7 +240,7 @@ impl Error {
             PredefinedNetwork { .. } | NetworkHasEndpoints { .. } | EndpointExists { .. } => {
                 ErrorKind::Forbidden
             }
-            HostModeMismatch { .. } => ErrorKind::Forbidden,
+            HostModeMismatch { .. } | SingletonDriver { .. } => ErrorKind::Forbidden,
             NetworkAmbiguous { .. }
             | InvalidParameter { .. }
             | NotAttached { .. }

@@ -47,16 +47,17 @@ impl DefaultPool {
         let (Some(base), Some(size)) = (base, size) else {
             return Err(Error::invalid(field, "expected base=CIDR,size=N"));
         };
-        if size < base.prefix_len() || size > base.max_prefix_len() {
+        let max = if base.max_prefix_len() == 32 { 30 } else { 126 };
+        if size < base.prefix_len() || size > max {
             return Err(Error::invalid(
                 field,
                 format!(
-                    "size {size} must be between the base's prefix length {} and {}",
+                    "size {size} must be between the base's prefix length {} and {max}",
                     base.prefix_len(),
-                    base.max_prefix_len()
                 ),
             ));
         }
+        crate::validate::subnet(field, &base)?;
         Ok(DefaultPool { base, size })
     }
 

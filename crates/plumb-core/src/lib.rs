@@ -26,6 +26,7 @@ pub mod names;
 pub mod ports;
 pub mod store;
 pub mod timing;
+pub mod validate;
 
 pub use controller::{Config, Controller, NetworkView, SandboxView};
 pub use error::{BoxError, Error, ErrorKind, Result};

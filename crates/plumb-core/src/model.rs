@@ -190,6 +190,9 @@ pub struct SandboxSpec {
     pub name: String,
     /// Hostname (the first 12 digits of the id when empty).
     pub hostname: String,
+    /// Domain name: the hosts file names the sandbox `hostname.domainname` too.
+    #[serde(default)]
+    pub domainname: String,
     /// Share the host's network stack (`--network host`).
     pub host_mode: bool,
     /// Nameservers for resolv.conf (the host's when empty).
@@ -221,6 +224,17 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// The names its own addresses have in its hosts file: `hostname.domainname` (with a
+    /// domain name), then `hostname`.
+    pub fn host_names(&self) -> Vec<String> {
+        let host = self.hostname().to_owned();
+        if self.spec.domainname.is_empty() {
+            vec![host]
+        } else {
+            vec![format!("{host}.{}", self.spec.domainname), host]
+        }
+    }
+
     /// The hostname the sandbox uses.
     pub fn hostname(&self) -> &str {
         if self.spec.hostname.is_empty() {
@@ -317,6 +331,23 @@ pub fn validate_name(field: &str, name: &str) -> Result<(), crate::Error> {
     }
 }
 
+/// Checks a network name as dockerd does: any text, but not empty, no control characters
+/// (a name is printed in tables, logs and events) and at most 255 bytes.
+pub fn validate_network_name(name: &str) -> Result<(), crate::Error> {
+    let why = if name.is_empty() {
+        "a network needs a name"
+    } else if name.len() > 255 {
+        "a network name is at most 255 bytes"
+    } else if name.chars().any(char::is_control) {
+        "a network name cannot contain control characters (newlines, tabs, NUL)"
+    } else if name.trim() != name {
+        "a network name cannot start or end with white space"
+    } else {
+        return Ok(());
+    };
+    Err(crate::Error::invalid("Name", format!("{name:?}: {why}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,5 +367,11 @@ mod tests {
         assert!(validate_name("Name", "-x").is_err());
         assert!(validate_name("Name", "").is_err());
         assert!(validate_name("Name", "a b").is_err());
+        // Networks take any name dockerd takes.
+        assert!(validate_network_name("test 01").is_ok());
+        assert!(validate_network_name("ünïcode/ok").is_ok());
+        assert!(validate_network_name("").is_err());
+        assert!(validate_network_name("a\nb").is_err());
+        assert!(validate_network_name(" padded").is_err());
     }
 }

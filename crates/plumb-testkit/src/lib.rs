@@ -59,10 +59,27 @@ pub fn bin_dir() -> PathBuf {
     }
 }
 
-/// Checks that the test runs as root with the tools it needs. In CI (CI=true) a missing
-/// prerequisite fails the test with what is missing; elsewhere it returns false after saying
-/// so on stderr, and the caller returns early.
+/// The variable that lets a person without root skip the kernel and end-to-end tests.
+pub const OPT_OUT_VAR: &str = "PLUMB_TEST_SKIP_PRIVILEGED";
+
+/// Checks that the test runs as root with the tools it needs. A missing prerequisite fails
+/// the test with what is missing, unless the person running it set [`OPT_OUT_VAR`]`=1`:
+/// then it returns false after saying so on stderr, and the caller returns early.
 pub fn prerequisites() -> bool {
+    let missing = missing_prerequisites();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("this test needs {}", missing.join(", "));
+    if std::env::var(OPT_OUT_VAR).as_deref() == Ok("1") {
+        eprintln!("SKIPPED ({OPT_OUT_VAR}=1): {msg}");
+        return false;
+    }
+    panic!("{msg} (to skip the tests that need them, set {OPT_OUT_VAR}=1)");
+}
+
+/// What this machine lacks for the kernel tests: root and the commands they run.
+pub fn missing_prerequisites() -> Vec<String> {
     let mut missing = Vec::new();
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -76,13 +93,22 @@ pub fn prerequisites() -> bool {
             missing.push(format!("the `{tool}` command"));
         }
     }
-    if missing.is_empty() {
-        return true;
+    missing
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn prerequisites_fail_unless_opted_out() {
+        if !super::missing_prerequisites().is_empty() {
+            // Without root the check must panic when no opt-out is set.
+            if std::env::var(super::OPT_OUT_VAR).as_deref() != Ok("1") {
+                assert!(std::panic::catch_unwind(super::prerequisites).is_err());
+            } else {
+                assert!(!super::prerequisites());
+            }
+        } else {
+            assert!(super::prerequisites());
+        }
     }
-    let msg = format!("this test needs {}", missing.join(", "));
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg}");
-    }
-    eprintln!("SKIPPED (not in CI): {msg}");
-    false
 }

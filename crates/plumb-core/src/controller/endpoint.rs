@@ -274,6 +274,9 @@ impl Controller {
         for a in &spec.aliases {
             validate_dns_name(a)?;
         }
+        if let Some(m) = &spec.mac {
+            crate::validate::mac("MacAddress", m)?;
+        }
         let entry = st.net(net_id)?;
         let net_name = entry.net.spec.name.clone();
         let driver = entry.net.spec.driver.clone();
@@ -324,7 +327,8 @@ impl Controller {
                     if ip.is_ipv6() != v6 {
                         Err(Error::invalid(field, format!("{ip} is not an {field}")))
                     } else if let Some(pool) = entry.pool_for(ip) {
-                        pool.reserve(ip, holder.clone(), &net_name)
+                        crate::validate::host_address(field, ip, &pool.subnet())
+                            .and_then(|_| pool.reserve(ip, holder.clone(), &net_name))
                             .map(|_| Some(pool.with_prefix(ip)))
                     } else {
                         Err(Error::invalid(
@@ -451,7 +455,7 @@ impl Controller {
             .iter()
             .flat_map(|ep| [ep.ipv4, ep.ipv6])
             .flatten()
-            .map(|a| (a.addr(), vec![sb.sb.hostname().to_owned()]))
+            .map(|a| (a.addr(), sb.sb.host_names()))
             .collect();
         let sandbox = sb.sb.clone();
         let old_gw = sb.gateway.clone();

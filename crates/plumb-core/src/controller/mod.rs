@@ -130,6 +130,11 @@ impl Controller {
         }
     }
 
+    /// The pools subnets are chosen from when a network names none.
+    pub fn default_pools(&self) -> &[DefaultPool] {
+        &self.config.default_pools
+    }
+
     /// How many port mappings are published now.
     pub fn published_ports(&self) -> usize {
         self.published.load(std::sync::atomic::Ordering::Relaxed)

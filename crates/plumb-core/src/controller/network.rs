@@ -7,8 +7,9 @@ use crate::events::{now_nanos, Event};
 use crate::ids::NetworkId;
 use crate::ipam::{self, overlaps};
 use crate::journal::Journal;
-use crate::model::{validate_name, Endpoint, Network, NetworkSpec, Pool, Sandbox};
+use crate::model::{validate_network_name, Endpoint, Network, NetworkSpec, Pool, Sandbox};
 use crate::store::{network_key, Expect, Op};
+use crate::validate;
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 
@@ -40,7 +41,7 @@ impl Controller {
         mut spec: NetworkSpec,
         predefined: bool,
     ) -> Result<Network> {
-        validate_name("Name", &spec.name)?;
+        validate_network_name(&spec.name)?;
         if spec.driver.is_empty() {
             spec.driver = "bridge".into();
         }
@@ -77,10 +78,9 @@ impl Controller {
                 .values()
                 .any(|n| n.net.spec.driver == spec.driver)
         {
-            return Err(Error::invalid(
-                "Driver",
-                format!("only one network of driver {} may exist", spec.driver),
-            ));
+            return Err(Error::SingletonDriver {
+                driver: spec.driver,
+            });
         }
         let pools = if caps.needs_addresses {
             let others: Vec<(String, IpNet)> = st
@@ -181,6 +181,7 @@ impl Controller {
                     ),
                 ));
             }
+            validate::subnet(&field("Subnet"), &subnet)?;
             let v6 = matches!(subnet, IpNet::V6(_));
             if v6 && !spec.enable_ipv6 {
                 return Err(Error::invalid(
@@ -221,6 +222,7 @@ impl Controller {
                         format!("{gw} is not inside subnet {subnet}"),
                     ));
                 }
+                validate::host_address(&field("Gateway"), gw, &subnet)?;
             }
             for (name, ip) in &req.aux_addresses {
                 if !subnet.contains(ip) {
@@ -229,6 +231,7 @@ impl Controller {
                         format!("{name}={ip} is not inside subnet {subnet}"),
                     ));
                 }
+                validate::host_address(&field("AuxiliaryAddresses"), *ip, &subnet)?;
             }
             let gateway = req.gateway.or_else(|| first_host(subnet));
             if let Some(gw) = gateway {

@@ -26,9 +26,7 @@ impl Controller {
     /// Creates a sandbox: a network namespace with loopback up, hosts and resolv.conf.
     pub async fn create_sandbox(&self, mut spec: SandboxSpec) -> Result<Sandbox> {
         validate_name("Name", &spec.name)?;
-        if spec.hostname.len() > 63 {
-            return Err(Error::invalid("Hostname", "at most 63 characters"));
-        }
+        check_files_input(&spec)?;
         let mut st = self.state.lock().await;
         st.phases.start();
         if st.sb_names.contains_key(&spec.name) {
@@ -214,4 +212,32 @@ fn sandbox_event(action: &'static str, sb: &Sandbox) -> Event {
         attributes,
         time_nanos: now_nanos(),
     }
+}
+
+/// Checks everything of `spec` that is written into the sandbox's hostname, hosts and
+/// resolv.conf files, so that no value can add a line of its own.
+fn check_files_input(spec: &SandboxSpec) -> Result<()> {
+    use crate::validate;
+    if !spec.hostname.is_empty() {
+        if spec.hostname.len() > 63 {
+            return Err(Error::invalid("Hostname", "at most 63 characters"));
+        }
+        validate::hostname("Hostname", &spec.hostname)?;
+    }
+    if !spec.domainname.is_empty() {
+        validate::hostname("Domainname", &spec.domainname)?;
+    }
+    for (name, _) in &spec.extra_hosts {
+        validate::hostname("ExtraHosts", name)?;
+    }
+    for ip in &spec.dns {
+        validate::nameserver(ip)?;
+    }
+    for d in &spec.dns_search {
+        validate::search_domain(d)?;
+    }
+    for o in &spec.dns_options {
+        validate::dns_option(o)?;
+    }
+    Ok(())
 }

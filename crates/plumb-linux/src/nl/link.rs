@@ -102,12 +102,15 @@ impl Nl {
 
     /// Every link of the namespace.
     pub async fn links(&self) -> Result<Vec<LinkInfo>> {
-        let mut s = self.handle.link().get().execute();
-        let mut out = Vec::new();
-        while let Some(m) = s.try_next().await.map_err(|e| nl_err("list links", e))? {
-            out.push(info_of(&m));
-        }
-        Ok(out)
+        self.dump(|| async {
+            let mut s = self.handle.link().get().execute();
+            let mut out = Vec::new();
+            while let Some(m) = s.try_next().await.map_err(|e| nl_err("list links", e))? {
+                out.push(info_of(&m));
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// Creates a bridge, up, with a fixed MAC, an optional MTU and multicast snooping off.

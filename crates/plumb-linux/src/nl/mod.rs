@@ -15,7 +15,14 @@ use std::path::PathBuf;
 #[derive(Clone)]
 pub struct Nl {
     handle: rtnetlink::Handle,
+    /// The kernel runs one dump per socket at a time and answers EBUSY to a second one, so
+    /// dumps (links, routes, addresses) on a shared socket take turns.
+    dumps: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
+
+/// How often a dump refused with EBUSY (another dump on the socket, or one interrupted by a
+/// concurrent change) is tried again before the error is given up.
+const DUMP_TRIES: usize = 5;
 
 impl Nl {
     /// Opens a socket in the namespace at `ns` (the caller's own when `None`).
@@ -31,7 +38,29 @@ impl Nl {
         })
         .await?;
         tokio::spawn(conn);
-        Ok(Nl { handle })
+        Ok(Nl {
+            handle,
+            dumps: Default::default(),
+        })
+    }
+
+    /// Runs a dump, alone on this socket, trying again while the kernel answers EBUSY.
+    pub(crate) async fn dump<T, F, Fut>(&self, mut run: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let _turn = self.dumps.lock().await;
+        let mut tries = 0;
+        loop {
+            match run().await {
+                Err(e) if e.errno() == Some(libc::EBUSY) && tries + 1 < DUMP_TRIES => {
+                    tries += 1;
+                    tokio::task::yield_now().await;
+                }
+                r => return r,
+            }
+        }
     }
 }
 

@@ -43,21 +43,27 @@ impl Nl {
     pub async fn routed_prefixes(&self) -> Result<Vec<IpNet>> {
         let mut out = Vec::new();
         for v6 in [false, true] {
-            let mut s = self.handle.route().get(family_message(v6)).execute();
-            while let Some(r) = s.try_next().await.map_err(|e| nl_err("list routes", e))? {
-                if r.header.table != 254 {
-                    continue;
-                }
-                let len = r.header.destination_prefix_length;
-                for a in &r.attributes {
-                    let ip = match a {
-                        RouteAttribute::Destination(RouteAddress::Inet(v)) => IpAddr::V4(*v),
-                        RouteAttribute::Destination(RouteAddress::Inet6(v)) => IpAddr::V6(*v),
-                        _ => continue,
-                    };
-                    if let Ok(n) = IpNet::new(ip, len) {
-                        out.push(n.trunc());
-                    }
+            out.extend(self.dump(|| self.routed_prefixes_of(v6)).await?);
+        }
+        Ok(out)
+    }
+
+    async fn routed_prefixes_of(&self, v6: bool) -> Result<Vec<IpNet>> {
+        let mut out = Vec::new();
+        let mut s = self.handle.route().get(family_message(v6)).execute();
+        while let Some(r) = s.try_next().await.map_err(|e| nl_err("list routes", e))? {
+            if r.header.table != 254 {
+                continue;
+            }
+            let len = r.header.destination_prefix_length;
+            for a in &r.attributes {
+                let ip = match a {
+                    RouteAttribute::Destination(RouteAddress::Inet(v)) => IpAddr::V4(*v),
+                    RouteAttribute::Destination(RouteAddress::Inet6(v)) => IpAddr::V6(*v),
+                    _ => continue,
+                };
+                if let Ok(n) = IpNet::new(ip, len) {
+                    out.push(n.trunc());
                 }
             }
         }
