@@ -3,7 +3,8 @@
 //! CLI. Runs plumbd in a throwaway namespace (plumb-testkit);
 //! prints one JSON object per figure, then a Markdown table.
 //!
-//! Usage: `plumb-bench [ENDPOINTS] [endpoints|api|dns|ports|floor]...` (default 1000, all sections), as
+//! Usage: `plumb-bench [ENDPOINTS] [endpoints|api|dns|ports|floor|netrm|soak]...` (default 1000,
+//! all sections but soak; `plumb-bench --help` lists them), as
 //! root, after building the release
 //! binaries (`cargo build --release -p plumbd -p plumb-cli -p plumb-bench`).
 
@@ -11,6 +12,7 @@
 
 mod dns;
 mod floor;
+mod lifecycle;
 mod ports;
 
 use plumb_testkit::TestHost;
@@ -344,7 +346,7 @@ fn main() {
             std::process::exit(2);
         }
     }
-    let run = |s: &str| sections.is_empty() || sections.contains(&s);
+    let run = |s: &str| (sections.is_empty() && s != "soak") || sections.contains(&s);
     if !plumb_testkit::prerequisites() {
         std::process::exit(2);
     }
@@ -360,6 +362,12 @@ fn main() {
     }
     if run("ports") {
         ports::port_figures(&mut figures, n);
+    }
+    if run("netrm") {
+        lifecycle::netrm_figures(&mut figures, (n / 10).max(10));
+    }
+    if run("soak") {
+        lifecycle::soak_figures(&mut figures, n, 10);
     }
     if run("floor") {
         floor::floor_figures(&mut figures, n.max(100) / 100 * 100);

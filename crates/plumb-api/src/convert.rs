@@ -184,5 +184,6 @@ pub fn sandbox_spec(req: SandboxCreate) -> Result<SandboxSpec, ApiError> {
         dns_search: req.dns_search,
         dns_options: req.dns_options,
         extra_hosts: extra,
+        owner: None,
     })
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod filters;
 pub mod networks;
+pub mod peer;
 pub mod render;
 pub mod sandboxes;
 pub mod system;
@@ -288,7 +289,7 @@ pub async fn serve(
         .layer(router(AppState::new(ctl, metrics, firewall)));
     axum::serve(
         listener,
-        axum::ServiceExt::<Request>::into_make_service(app),
+        axum::ServiceExt::<Request>::into_make_service_with_connect_info::<peer::Peer>(app),
     )
     .with_graceful_shutdown(shutdown)
     .await

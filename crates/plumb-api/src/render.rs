@@ -139,6 +139,7 @@ pub fn sandbox(v: &SandboxView) -> Value {
         "Name": sb.spec.name,
         "Hostname": sb.hostname(),
         "Domainname": sb.spec.domainname,
+        "AutoRemove": sb.spec.owner.is_some(),
         "HostMode": sb.spec.host_mode,
         "Key": sb.key,
         "ResolvConfPath": dir.join("resolv.conf"),

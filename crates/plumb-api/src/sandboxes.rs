@@ -31,10 +31,22 @@ pub async fn inspect(
 /// `POST /plumb/v1/sandboxes`.
 pub async fn create(
     State(s): State<AppState>,
+    ext: axum::http::Extensions,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let req: SandboxCreate = parse_json(&body_bytes(body)?)?;
-    let spec = convert::sandbox_spec(req)?;
+    let auto_remove = req.auto_remove;
+    let mut spec = convert::sandbox_spec(req)?;
+    if auto_remove {
+        let peer = ext
+            .get::<axum::extract::ConnectInfo<crate::peer::Peer>>()
+            .and_then(|p| p.owner());
+        spec.owner = Some(peer.ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid AutoRemove: the calling process cannot be seen from plumbd (another PID namespace?): remove the sandbox yourself",
+            )
+        })?);
+    }
     let sb = s.ctl.create_sandbox(spec).await?;
     Ok((
         StatusCode::CREATED,

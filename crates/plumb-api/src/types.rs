@@ -206,4 +206,7 @@ pub struct SandboxCreate {
     /// Published ports, `[HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/PROTO]`.
     #[serde(rename = "Ports", deserialize_with = "nullable")]
     pub ports: Vec<String>,
+    /// Remove the sandbox when the process that asked for it ends.
+    #[serde(rename = "AutoRemove", deserialize_with = "nullable")]
+    pub auto_remove: bool,
 }

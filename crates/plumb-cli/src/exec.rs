@@ -40,6 +40,10 @@ pub struct RunArgs {
     /// DNS alias on every network (repeatable).
     #[arg(long)]
     alias: Vec<String>,
+    /// Seconds to wait after forwarding SIGINT/SIGTERM/SIGHUP before killing the command and
+    /// everything it started.
+    #[arg(long, default_value_t = 10)]
+    stop_timeout: u64,
     /// The sandbox's options.
     #[command(flatten)]
     opts: SandboxOpts,
@@ -48,10 +52,14 @@ pub struct RunArgs {
     cmd: Vec<String>,
 }
 
-/// Runs a command in an existing sandbox; returns its exit code.
+/// Runs a command in an existing sandbox: plumb becomes the command (same pid, signals and
+/// exit status).
 pub async fn exec(c: &Client, a: ExecArgs) -> anyhow::Result<i32> {
     let v = sandbox::inspect(c, &a.sandbox).await?;
-    spawn_in(&v, &a.cmd, true)
+    let mut command = command_in(&v, &a.cmd, false)?;
+    // Only returns on failure.
+    let e = command.exec();
+    bail!("starting {}: {e}", a.cmd[0]);
 }
 
 /// Runs a command in a new sandbox, then removes the sandbox; returns the command's exit code.
@@ -69,6 +77,8 @@ pub async fn run(c: &Client, a: RunArgs) -> anyhow::Result<i32> {
             .unwrap_or_else(|| format!("run-{:08x}", rand::random::<u32>())),
         host_network,
         opts: a.opts.clone(),
+        // plumbd removes the sandbox if this process dies without doing so (kill -9).
+        auto_remove: true,
     };
     let sb = sandbox::create(c, &create).await?;
     let id = s(&sb["Id"]);
@@ -94,7 +104,7 @@ pub async fn run(c: &Client, a: RunArgs) -> anyhow::Result<i32> {
                 eprintln!("published {line}");
             }
         }
-        spawn_in(&sb, &a.cmd, false)
+        run_in(&sb, &a.cmd, std::time::Duration::from_secs(a.stop_timeout)).await
     }
     .await;
     if let Err(e) = sandbox::remove(c, &id).await {
@@ -107,10 +117,90 @@ fn cstr(s: &str) -> anyhow::Result<CString> {
     CString::new(s).with_context(|| format!("{s:?} contains a NUL byte"))
 }
 
-/// Runs `cmd` inside the sandbox described by `sb` (its inspect JSON). With `replace`, plumb
-/// becomes the command (exec: same pid, signals and exit status); otherwise it waits for the
-/// command, which dies with plumb (PR_SET_PDEATHSIG), so `run` can clean up after it.
-fn spawn_in(sb: &Value, cmd: &[String], replace: bool) -> anyhow::Result<i32> {
+/// Runs `cmd` in the sandbox `sb` (its inspect JSON) as the first process of a PID namespace
+/// of its own: when it ends, every process it started ends with it. SIGINT, SIGTERM and
+/// SIGHUP are forwarded to it; if it is still running `stop_timeout` after the first, it is
+/// killed. If plumb itself dies, the command gets SIGKILL (PR_SET_PDEATHSIG). Returns the
+/// command's exit code (128 + signal when a signal ended it).
+async fn run_in(
+    sb: &Value,
+    cmd: &[String],
+    stop_timeout: std::time::Duration,
+) -> anyhow::Result<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut command = command_in(sb, cmd, true)?;
+    let kinds = [
+        (SignalKind::interrupt(), libc::SIGINT),
+        (SignalKind::terminate(), libc::SIGTERM),
+        (SignalKind::hangup(), libc::SIGHUP),
+    ];
+    let mut streams = Vec::new();
+    for (kind, number) in kinds {
+        streams.push((signal(kind).context("installing signal handlers")?, number));
+    }
+    // A thread of its own starts the command: after unshare(CLONE_NEWPID) its next child is
+    // the first process of a new PID namespace, and the kernel refuses new threads to a
+    // thread in that state, so this must not be a thread that spawns others. It waits for the
+    // command and lives as long as it (PR_SET_PDEATHSIG follows the parent thread).
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    let (tx, mut done) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        // SAFETY: unshare has no memory-safety preconditions.
+        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+            let _ = started_tx.send(Err(std::io::Error::last_os_error()));
+            return;
+        }
+        match command.spawn() {
+            Ok(mut child) => {
+                let _ = started_tx.send(Ok(child.id()));
+                let _ = tx.send(child.wait());
+            }
+            Err(e) => {
+                let _ = started_tx.send(Err(e));
+            }
+        }
+    });
+    let pid = started
+        .await
+        .context("starting the command")?
+        .with_context(|| format!("starting {} in a PID namespace of its own", cmd[0]))?
+        as libc::pid_t;
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    let status = loop {
+        let [(a, sa), (b, sb_), (c, sc)] = &mut streams[..] else {
+            bail!("signal handlers missing");
+        };
+        let forwarded = tokio::select! {
+            r = &mut done => break r.context("waiting for the command")??,
+            _ = a.recv() => *sa,
+            _ = b.recv() => *sb_,
+            _ = c.recv() => *sc,
+            _ = sleep_until(kill_at) => libc::SIGKILL,
+        };
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, forwarded) };
+        if kill_at.is_none() {
+            kill_at = Some(tokio::time::Instant::now() + stop_timeout);
+        }
+    };
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The command `cmd` set up to start inside the sandbox described by `sb` (its inspect
+/// JSON): its network namespace, a private mount namespace with the sandbox's resolv.conf and
+/// hosts, a UTS namespace with its hostname. With `own_pids` (a child in a new PID namespace)
+/// it also gets a /proc of its own and dies with its parent.
+fn command_in(sb: &Value, cmd: &[String], own_pids: bool) -> anyhow::Result<std::process::Command> {
     let Some((prog, args)) = cmd.split_first() else {
         bail!("no command given");
     };
@@ -124,11 +214,13 @@ fn spawn_in(sb: &Value, cmd: &[String], replace: bool) -> anyhow::Result<i32> {
     let resolv_dst = cstr("/etc/resolv.conf")?;
     let hosts_dst = cstr("/etc/hosts")?;
     let root = cstr("/")?;
+    let proc_dir = cstr("/proc")?;
+    let proc_fs = cstr("proc")?;
     let hostname = s(&sb["Hostname"]).into_bytes();
-    let ns_fd = netns.as_raw_fd();
     let mut command = std::process::Command::new(prog);
     command.args(args);
     // SAFETY: the closure only makes raw syscalls on data prepared above; it allocates nothing.
+    // The namespace file stays open in the closure until the command starts.
     unsafe {
         command.pre_exec(move || {
             let fail = || Err(std::io::Error::last_os_error());
@@ -157,25 +249,24 @@ fn spawn_in(sb: &Value, cmd: &[String], replace: bool) -> anyhow::Result<i32> {
                     return fail();
                 }
             }
-            if libc::setns(ns_fd, libc::CLONE_NEWNET) != 0 {
+            if own_pids {
+                // ps and /proc/self show the command's own PID namespace; not fatal.
+                let _ = libc::mount(
+                    proc_fs.as_ptr(),
+                    proc_dir.as_ptr(),
+                    proc_fs.as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    null as _,
+                );
+            }
+            if libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
                 return fail();
             }
-            if !replace && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+            if own_pids && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return fail();
             }
             Ok(())
         });
     }
-    if replace {
-        // Only returns on failure.
-        let e = command.exec();
-        bail!("starting {prog}: {e}");
-    }
-    let status = command
-        .status()
-        .with_context(|| format!("starting {prog}"))?;
-    drop(netns);
-    Ok(status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    Ok(command)
 }

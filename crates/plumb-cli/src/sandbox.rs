@@ -79,6 +79,9 @@ pub struct CreateArgs {
     /// The sandbox's options.
     #[command(flatten)]
     pub opts: SandboxOpts,
+    /// Remove the sandbox when this process ends (`plumb run`).
+    #[arg(skip)]
+    pub auto_remove: bool,
 }
 
 /// Creates a sandbox; returns its inspect JSON.
@@ -93,6 +96,7 @@ pub async fn create(c: &Client, a: &CreateArgs) -> anyhow::Result<Value> {
         "DnsOptions": a.opts.dns_option,
         "ExtraHosts": a.opts.add_host,
         "Ports": a.opts.publish,
+        "AutoRemove": a.auto_remove,
     });
     let v = c
         .ok(Method::POST, "/plumb/v1/sandboxes", Some(&body))

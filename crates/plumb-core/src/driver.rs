@@ -26,6 +26,27 @@ pub struct JoinInfo {
     pub gateway_v6: Option<Ipv6Addr>,
 }
 
+/// A driver's refusal of what the user asked for (an option, a name), as opposed to a
+/// failure: the controller answers it as an invalid parameter naming `field`.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct InvalidInput {
+    /// The field or option, as the API names it.
+    pub field: String,
+    /// What is wrong and what to do.
+    pub reason: String,
+}
+
+impl InvalidInput {
+    /// A boxed refusal, ready to return from a driver method.
+    pub fn boxed(field: impl Into<String>, reason: impl Into<String>) -> BoxError {
+        Box::new(InvalidInput {
+            field: field.into(),
+            reason: reason.into(),
+        })
+    }
+}
+
 /// A network driver.
 #[async_trait]
 pub trait NetworkDriver: Send + Sync {
@@ -39,10 +60,18 @@ pub trait NetworkDriver: Send + Sync {
     /// (such as a computed bridge name).
     fn check_options(&self, network: &Network) -> Result<BTreeMap<String, String>, BoxError>;
 
+    /// Checks the new network against the host before anything is allocated or recorded
+    /// (a named bridge that exists as another kind of link); refusals are [`InvalidInput`].
+    async fn probe(&self, _network: &Network) -> Result<(), BoxError> {
+        Ok(())
+    }
+
     /// Creates the network's kernel objects. Must succeed if they exist already as intended.
     async fn create_network(&self, network: &Network) -> Result<(), BoxError>;
 
-    /// Removes the network's kernel objects. Must succeed if they are gone already.
+    /// Removes the network's kernel objects. Must succeed if they are gone already. Once it
+    /// returns the network carries no traffic and a network of the same name and subnet can
+    /// be created; freeing devices may finish later.
     async fn delete_network(&self, network: &Network) -> Result<(), BoxError>;
 
     /// Plumbs `endpoint` into `sandbox` as interface `ifname`.

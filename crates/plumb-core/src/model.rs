@@ -206,6 +206,19 @@ pub struct SandboxSpec {
     /// Published ports, served by the endpoint that gives the default route.
     #[serde(default)]
     pub ports: Vec<crate::ports::PortMapping>,
+    /// The process whose life the sandbox follows (`AutoRemove`): when it is gone, the
+    /// sandbox is removed, also after a `kill -9` of the process.
+    #[serde(default)]
+    pub owner: Option<Owner>,
+}
+
+/// A process, told apart from a later one with the same pid by when it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// Process id, as the daemon's PID namespace sees it.
+    pub pid: u32,
+    /// When it started (clock ticks since boot, as the OS reports it).
+    pub start: u64,
 }
 
 /// A sandbox as stored.

@@ -28,6 +28,11 @@ const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_DATA: u16 = 2;
+const NFTA_SET_ELEM_FLAGS: u16 = 3;
+/// The element closes an interval that starts at the previous element.
+const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
+/// Bytes of an `ifname` key (IFNAMSIZ).
+const IFNAMSIZ: usize = 16;
 const NFTA_DATA_VALUE: u16 = 1;
 const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_NEWCHAIN: u16 = 3;
@@ -122,6 +127,61 @@ impl Concat {
     /// A port (inet_service, network byte order).
     pub fn port(self, p: u16) -> Self {
         self.field(&p.to_be_bytes())
+    }
+
+    /// An interface name (ifname: IFNAMSIZ bytes, zero padded).
+    pub fn ifname(self, name: &str) -> Self {
+        let mut b = [0u8; IFNAMSIZ];
+        let n = name.len().min(IFNAMSIZ - 1);
+        b[..n].copy_from_slice(&name.as_bytes()[..n]);
+        self.field(&b)
+    }
+}
+
+/// One element of a set or map: its key, its value (maps only), and whether it closes an
+/// interval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Elem {
+    /// The key.
+    pub key: Concat,
+    /// The value, for maps.
+    pub data: Option<Concat>,
+    /// Closes the interval opened by the element before it (interval sets).
+    pub interval_end: bool,
+}
+
+impl Elem {
+    /// A plain key.
+    pub fn key(key: Concat) -> Self {
+        Elem {
+            key,
+            data: None,
+            interval_end: false,
+        }
+    }
+
+    /// The elements of an interval set holding `net`: its first address, and the address
+    /// after its last one as the interval's end (none when the prefix reaches the top).
+    pub fn prefix(net: ipnet::IpNet) -> Vec<Self> {
+        use std::net::IpAddr;
+        let start = Elem::key(Concat::new().addr(net.network()));
+        let after = match net {
+            ipnet::IpNet::V4(n) => u32::from(n.broadcast())
+                .checked_add(1)
+                .map(|a| IpAddr::from(std::net::Ipv4Addr::from(a))),
+            ipnet::IpNet::V6(n) => u128::from(n.broadcast())
+                .checked_add(1)
+                .map(|a| IpAddr::from(std::net::Ipv6Addr::from(a))),
+        };
+        let mut v = vec![start];
+        if let Some(a) = after {
+            v.push(Elem {
+                key: Concat::new().addr(a),
+                data: None,
+                interval_end: true,
+            });
+        }
+        v
     }
 }
 
@@ -280,38 +340,59 @@ impl Batch {
 
 /// Adds or removes `elems` (key, value) in map `set` of `table inet <table>`, in one batch.
 pub fn set_elements(op: ElemOp, table: &str, set: &str, elems: &[(Concat, Concat)]) -> Result<()> {
-    let (kind, flags) = match op {
-        ElemOp::Add => (NFT_MSG_NEWSETELEM, NLM_F_CREATE),
-        ElemOp::Destroy => (NFT_MSG_DESTROYSETELEM, 0),
-    };
-    let msgs: Vec<BatchMsg> = elems
-        .chunks(CHUNK)
-        .map(|chunk| {
+    let elems: Vec<Elem> = elems
+        .iter()
+        .map(|(k, v)| Elem {
+            key: k.clone(),
+            data: Some(v.clone()),
+            interval_end: false,
+        })
+        .collect();
+    element_batch(table, &[(op, set, &elems)]).send()
+}
+
+/// One transaction changing elements of several sets of `table inet <table>`: each entry is
+/// (add or remove, set name, elements). The kernel applies all of it or none.
+pub fn element_batch(table: &str, changes: &[(ElemOp, &str, &[Elem])]) -> Batch {
+    let mut msgs: Vec<BatchMsg> = Vec::new();
+    for (op, set, elems) in changes {
+        let (kind, flags) = match op {
+            ElemOp::Add => (NFT_MSG_NEWSETELEM, NLM_F_CREATE),
+            ElemOp::Destroy => (NFT_MSG_DESTROYSETELEM, 0),
+        };
+        for chunk in elems.chunks(CHUNK) {
             let mut body = Vec::new();
             attr(&mut body, NFTA_SET_ELEM_LIST_TABLE, &cstr(table));
             attr(&mut body, NFTA_SET_ELEM_LIST_SET, &cstr(set));
             body.extend(nested(NFTA_SET_ELEM_LIST_ELEMENTS, |list| {
-                for (k, v) in chunk {
+                for el in chunk {
                     list.extend(nested(NFTA_LIST_ELEM, |e| {
                         e.extend(nested(NFTA_SET_ELEM_KEY, |x| {
-                            attr(x, NFTA_DATA_VALUE, &k.0)
+                            attr(x, NFTA_DATA_VALUE, &el.key.0)
                         }));
-                        if op == ElemOp::Add {
+                        if el.interval_end {
+                            attr(
+                                e,
+                                NFTA_SET_ELEM_FLAGS,
+                                &NFT_SET_ELEM_INTERVAL_END.to_be_bytes(),
+                            );
+                        }
+                        if let (ElemOp::Add, Some(d)) = (op, &el.data) {
                             e.extend(nested(NFTA_SET_ELEM_DATA, |x| {
-                                attr(x, NFTA_DATA_VALUE, &v.0)
+                                attr(x, NFTA_DATA_VALUE, &d.0)
                             }));
                         }
                     }));
                 }
             }));
-            (kind, flags, NFPROTO_INET, body)
-        })
-        .collect();
-    let what = match op {
-        ElemOp::Add => "add set elements",
-        ElemOp::Destroy => "remove set elements",
+            msgs.push((kind, flags, NFPROTO_INET, body));
+        }
+    }
+    let what = match changes.first().map(|c| c.0) {
+        Some(ElemOp::Destroy) => "remove set elements",
+        _ => "add set elements",
     };
-    Batch::new(what, &msgs).send()
+    Batch::new(what, &msgs)
 }
 
 /// The resolver's table inside a sandbox: queries to `resolver`:53 (UDP and TCP) go to the

@@ -2,7 +2,9 @@
 //! sets. Nothing here lists or rewrites the ruleset on a per-endpoint path.
 //!
 //! The table `inet plumb` (in the namespace plumbd runs in) holds:
-//! - `isolated`: pairs of bridges of different networks; routed traffic between them drops.
+//! - `isolated`: pairs of bridges of different networks; routed traffic between them drops,
+//!   except connections DNAT sent to a container (a published port reached from a container
+//!   of another network, through a host address or a gateway; internal networks excepted).
 //!   Pairs rather than "any bridge to any bridge" because with br_netfilter on (the kernel
 //!   default) frames bridged inside one network also pass the forward hook, with the same
 //!   bridge as input and output, and must go through.
@@ -14,11 +16,11 @@
 //! ICC off, each bridge port is made isolated (IFLA_BRPORT_ISOLATED), so ports reach the
 //! gateway but not each other.
 //!
-//! Per-network element changes are one `nft -f -` batch per network create or delete; published
-//! ports (per connect) go straight over nfnetlink ([`crate::nfnl`]).
+//! Element changes go straight over nfnetlink ([`crate::nfnl`]), one transaction per network
+//! create or delete and per connect with published ports; `nft` runs only to load the table.
 
 use crate::error::{LinuxError, Result};
-use crate::nfnl::{set_elements, Concat, ElemOp};
+use crate::nfnl::{element_batch, set_elements, Concat, Elem, ElemOp};
 use ipnet::IpNet;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -54,9 +56,10 @@ table inet plumb {
     }
     chain forward {
         type filter hook forward priority filter; policy accept;
-        iifname . oifname @isolated drop
         iifname @internal oifname != @internal drop
         oifname @internal iifname != @internal drop
+        ct status dnat oifname @bridges accept
+        iifname . oifname @isolated drop
     }
     chain postrouting {
         type nat hook postrouting priority srcnat; policy accept;
@@ -122,50 +125,61 @@ pub fn remove_tables() -> Result<()> {
     nft("table inet plumb\ndelete table inet plumb\n")
 }
 
-fn element_ops(verb: &str, r: &NetworkRules) -> String {
-    let mut s = String::new();
+/// A network's elements, set by set: its bridge, its internal flag, the isolation pairs
+/// with every peer, its masqueraded subnets.
+fn network_elements(r: &NetworkRules) -> Vec<(&'static str, Vec<Elem>)> {
     let b = &r.bridge;
-    s.push_str(&format!(
-        "{verb} element inet plumb bridges {{ \"{b}\" }}\n"
-    ));
+    let mut out = vec![("bridges", vec![Elem::key(Concat::new().ifname(b))])];
     if r.internal {
-        s.push_str(&format!(
-            "{verb} element inet plumb internal {{ \"{b}\" }}\n"
-        ));
+        out.push(("internal", vec![Elem::key(Concat::new().ifname(b))]));
     }
-    for p in &r.peers {
-        s.push_str(&format!(
-            "{verb} element inet plumb isolated {{ \"{b}\" . \"{p}\", \"{p}\" . \"{b}\" }}\n"
-        ));
+    let pairs: Vec<Elem> = r
+        .peers
+        .iter()
+        .flat_map(|p| {
+            [
+                Elem::key(Concat::new().ifname(b).ifname(p)),
+                Elem::key(Concat::new().ifname(p).ifname(b)),
+            ]
+        })
+        .collect();
+    if !pairs.is_empty() {
+        out.push(("isolated", pairs));
     }
     if r.masquerade && !r.internal {
-        for n in &r.subnets {
-            let set = if matches!(n, IpNet::V4(_)) {
-                "masq4"
-            } else {
-                "masq6"
-            };
-            s.push_str(&format!("{verb} element inet plumb {set} {{ {n} }}\n"));
+        for v6 in [false, true] {
+            let elems: Vec<Elem> = r
+                .subnets
+                .iter()
+                .filter(|n| matches!(n, IpNet::V6(_)) == v6)
+                .flat_map(|n| Elem::prefix(*n))
+                .collect();
+            if !elems.is_empty() {
+                out.push((if v6 { "masq6" } else { "masq4" }, elems));
+            }
         }
     }
-    s
+    out
 }
 
-/// Adds a network's elements. Idempotent (`add` of an existing element is a no-op).
+fn apply_network(op: ElemOp, r: &NetworkRules) -> Result<()> {
+    let elems = network_elements(r);
+    let changes: Vec<(ElemOp, &str, &[Elem])> = elems
+        .iter()
+        .map(|(set, e)| (op, *set, e.as_slice()))
+        .collect();
+    element_batch("plumb", &changes).send()
+}
+
+/// Adds a network's elements over nfnetlink, in one transaction. Idempotent.
 pub fn add_network(r: &NetworkRules) -> Result<()> {
-    nft(&element_ops("add", r))
+    apply_network(ElemOp::Add, r)
 }
 
-/// Removes a network's elements; missing elements are fine.
+/// Removes a network's elements over nfnetlink, in one transaction; missing elements are
+/// fine.
 pub fn remove_network(r: &NetworkRules) -> Result<()> {
-    // `destroy` ignores absent elements (nft >= 1.0.8); fall back to one `delete` at a time.
-    if nft(&element_ops("destroy", r)).is_ok() {
-        return Ok(());
-    }
-    for line in element_ops("delete", r).lines() {
-        let _ = nft(line);
-    }
-    Ok(())
+    apply_network(ElemOp::Destroy, r)
 }
 
 /// Where published ports lead: the endpoint's addresses.

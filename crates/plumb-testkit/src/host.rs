@@ -288,6 +288,40 @@ impl TestHost {
         parse_response(&resp)
     }
 
+    /// Furnishes the host as a real one is before plumbd starts: Docker's default bridge and
+    /// a Docker-named network bridge (`br-` + 12 hex) with addresses and a Docker-style veth,
+    /// a NIC-like link with addresses, a veth whose name looks like plumb's but that carries an
+    /// address, and a foreign nftables table. [`TestHost::furnishings`] shows them all.
+    pub fn furnish(&self) {
+        let o = self.sh(
+            "ip link add docker0 type bridge && ip addr add 192.0.2.1/25 dev docker0 && \
+             ip link add br-0d0c4e7a11e5 type bridge && \
+             ip addr add 192.0.2.129/25 dev br-0d0c4e7a11e5 && ip link set br-0d0c4e7a11e5 up && \
+             ip link add vethd0c4e7a type veth peer name vethd0c4e7b && \
+             ip link set vethd0c4e7a master br-0d0c4e7a11e5 && \
+             ip link add nic0 type veth peer name nic0peer && \
+             ip addr add 203.0.113.5/24 dev nic0 && ip -6 addr add 2001:db8:5::5/64 dev nic0 nodad && \
+             ip link set nic0 up && ip link set nic0peer up && \
+             ip link add pv0123456789ab type veth peer name pvpeer && \
+             ip addr add 203.0.114.1/30 dev pv0123456789ab && \
+             printf 'table inet mysite {\n chain input { type filter hook input priority 0; tcp dport 2222 drop; }\n}\n' | nft -f -",
+        );
+        assert!(o.ok(), "furnishing the host: {}", o.stderr);
+    }
+
+    /// What [`TestHost::furnish`] put there, as the kernel shows it now (links with their
+    /// kind, master and addresses; the foreign table).
+    pub fn furnishings(&self) -> String {
+        let o = self.sh(
+            "for l in docker0 br-0d0c4e7a11e5 vethd0c4e7a vethd0c4e7b nic0 nic0peer pv0123456789ab pvpeer; do \
+               ip -o -d link show $l | awk '{print $2, $3}'; ip -o link show $l | grep -o 'master [^ ]*'; \
+               ip -o -d link show $l | grep -o -E '(bridge|veth) '; \
+               ip -o addr show dev $l | awk '{print $2, $3, $4}'; \
+             done; nft list table inet mysite",
+        );
+        o.stdout + &o.stderr
+    }
+
     /// The host's links (names), as `ip link` shows them.
     pub fn links(&self) -> Vec<String> {
         let o = self.sh("ip -o link show");

@@ -1,6 +1,7 @@
 //! plumbd: opens the store, reconciles the kernel with it, serves the API on a unix socket.
 
 mod dns;
+mod orphans;
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -181,6 +182,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
 
     heal_firewall(ctl.clone(), restores)?;
+    orphans::start(ctl.clone());
 
     let _ = std::fs::remove_file(&socket);
     let listener = tokio::net::UnixListener::bind(&socket)

@@ -179,8 +179,14 @@ fn decode<T: serde::de::DeserializeOwned>(key: &str, v: &[u8]) -> Result<T> {
 }
 
 fn driver_err(driver: &str, source: crate::BoxError) -> Error {
-    Error::Driver {
-        driver: driver.to_owned(),
-        source,
+    match source.downcast::<crate::driver::InvalidInput>() {
+        Ok(refusal) => Error::InvalidParameter {
+            field: refusal.field,
+            reason: refusal.reason,
+        },
+        Err(source) => Error::Driver {
+            driver: driver.to_owned(),
+            source,
+        },
     }
 }

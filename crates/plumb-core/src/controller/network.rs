@@ -59,6 +59,19 @@ impl Controller {
         }
         let driver = self.driver(&spec.driver)?;
         let caps = driver.capabilities();
+        let mut network = Network {
+            id: NetworkId::random(),
+            spec,
+            pools: Vec::new(),
+            created_unix_nanos: if predefined { 0 } else { now_nanos() },
+            predefined,
+            driver_options: BTreeMap::new(),
+        };
+        driver
+            .probe(&network)
+            .await
+            .map_err(|e| driver_err(&network.spec.driver, e))?;
+        let spec = network.spec.clone();
         let host_routes = if caps.needs_addresses {
             self.os
                 .host_routes()
@@ -104,17 +117,14 @@ impl Controller {
             Vec::new()
         };
 
-        let mut network = Network {
-            id: NetworkId::random(),
-            spec,
-            pools,
-            created_unix_nanos: if predefined { 0 } else { now_nanos() },
-            predefined,
-            driver_options: BTreeMap::new(),
-        };
-        network.driver_options = driver
-            .check_options(&network)
-            .map_err(|e| Error::invalid("Options", e.to_string()))?;
+        network.pools = pools;
+        network.driver_options =
+            driver
+                .check_options(&network)
+                .map_err(|e| match driver_err(&spec.driver, e) {
+                    e @ Error::InvalidParameter { .. } => e,
+                    e => Error::invalid("Options", e.to_string()),
+                })?;
         let entry = NetEntry::new(network.clone(), 0)?;
 
         let key = network_key(&network.id);

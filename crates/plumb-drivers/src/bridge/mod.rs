@@ -12,7 +12,7 @@ mod options;
 pub use options::BridgeOptions;
 
 use async_trait::async_trait;
-use plumb_core::driver::{Capabilities, JoinInfo, NetworkDriver};
+use plumb_core::driver::{Capabilities, InvalidInput, JoinInfo, NetworkDriver};
 use plumb_core::model::{Endpoint, Network, Sandbox};
 use plumb_core::ports::PortMapping;
 use plumb_core::{BoxError, NetworkId};
@@ -30,6 +30,25 @@ use std::sync::{Arc, Mutex};
 pub const VETH_PREFIX: &str = "pv";
 /// Prefix of generated bridge names.
 pub const BRIDGE_PREFIX: &str = "br-";
+/// Prefix of the alias plumb gives the bridges it creates (`plumb:<network id>`): the mark
+/// that tells them from bridges of Docker or the user, which plumb never deletes.
+pub const OWNER_MARK: &str = "plumb:";
+/// Prefix of the names bridges get while they wait for deletion in the background.
+const GONE_PREFIX: &str = "plumbgone";
+
+/// The alias marking the bridge of `net` as plumb's.
+fn owner_mark(net: &Network) -> String {
+    format!("{OWNER_MARK}{}", net.id)
+}
+
+/// True for a host-side veth name plumb generates: `pv` and 12 lowercase hex digits.
+fn is_plumb_veth_name(name: &str) -> bool {
+    name.strip_prefix(VETH_PREFIX).is_some_and(|h| {
+        h.len() == 12
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
 
 /// The `bridge` driver.
 pub struct BridgeDriver {
@@ -242,6 +261,24 @@ impl NetworkDriver for BridgeDriver {
         Ok(out)
     }
 
+    async fn probe(&self, net: &Network) -> Result<(), BoxError> {
+        let o =
+            BridgeOptions::of(net).map_err(|e| InvalidInput::boxed("Options", e.to_string()))?;
+        if let Some(l) = self.ns.host().link(&o.name).await? {
+            if l.kind.as_deref() != Some("bridge") {
+                return Err(InvalidInput::boxed(
+                    format!("Options[{}]", options::NAME),
+                    format!(
+                        "{} is an existing {} link, not a bridge: name a bridge, or a name no link has (plumb then creates the bridge)",
+                        o.name,
+                        l.kind.as_deref().unwrap_or("loopback or physical")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     async fn create_network(&self, net: &Network) -> Result<(), BoxError> {
         let o = BridgeOptions::of(net)?;
         let host = self.ns.host();
@@ -255,8 +292,18 @@ impl NetworkDriver for BridgeDriver {
                 .link(&o.name)
                 .await?
                 .ok_or_else(|| format!("bridge {} vanished after creation", o.name))?;
-            if l.kind.as_deref().is_some_and(|k| k != "bridge") {
-                return Err(format!("{} exists and is not a bridge", o.name).into());
+            if l.kind.as_deref() != Some("bridge") {
+                return Err(InvalidInput::boxed(
+                    format!("Options[{}]", options::NAME),
+                    format!("{} exists and is not a bridge", o.name),
+                ));
+            }
+            // Mark what plumb made; a bridge that existed before (adopted) stays unmarked and
+            // is never deleted. A generated name is plumb's even when a crash came between
+            // creation and marking.
+            let generated = o.name == format!("{BRIDGE_PREFIX}{}", net.id.short());
+            if (created || generated) && l.alias.as_deref() != Some(owner_mark(net).as_str()) {
+                host.set_alias(l.index, &owner_mark(net)).await?;
             }
             for p in &net.pools {
                 if let Some(gw) = p.gateway {
@@ -290,7 +337,39 @@ impl NetworkDriver for BridgeDriver {
         let r = self.rules(net, &o);
         tokio::task::spawn_blocking(move || nft::remove_network(&r)).await??;
         self.bridges().remove(&net.id);
-        self.ns.host().del_link_by_name(&o.name).await?;
+        let host = self.ns.host();
+        let Some(l) = host.link(&o.name).await? else {
+            return Ok(());
+        };
+        if l.alias.as_deref() != Some(owner_mark(net).as_str()) {
+            // Adopted: take away only what plumb added.
+            for p in &net.pools {
+                if let Some(gw) = p.gateway {
+                    host.del_addr(l.index, ipnet::IpNet::new(gw, p.subnet.prefix_len())?)
+                        .await?;
+                }
+            }
+            if let Some(conf) = &self.ipv4_conf {
+                conf.write(&format!("{}/route_localnet", o.name), "0")?;
+            }
+            return Ok(());
+        }
+        // Deleting a device waits for an RCU grace period (tens of ms): take the bridge down
+        // (its routes go), move its name out of the way so that a network of the same name
+        // can be made at once, and delete it in the background. A crash before that leaves
+        // a marked bridge that the start-up sweep removes.
+        host.set_up(l.index, false).await?;
+        host.rename(
+            l.index,
+            &format!("{GONE_PREFIX}{:06x}", rand::random::<u32>() & 0xff_ffff),
+        )
+        .await?;
+        let host = host.clone();
+        tokio::spawn(async move {
+            if let Err(e) = host.del_link(l.index).await {
+                tracing::warn!(bridge = l.index, error = %e, "deleting bridge failed; the next start sweeps it");
+            }
+        });
         Ok(())
     }
 
@@ -364,14 +443,35 @@ impl NetworkDriver for BridgeDriver {
             .filter(|n| n.spec.driver == "bridge")
             .filter_map(|n| BridgeOptions::of(n).ok().map(|o| o.name))
             .collect();
+        let marks: HashSet<String> = networks.iter().map(|n| owner_mark(n)).collect();
         let veths: HashSet<String> = endpoints.iter().map(|e| veth_name(e)).collect();
         let host = self.ns.host();
-        for l in host.links().await? {
-            let stale_veth = l.name.starts_with(VETH_PREFIX)
+        let links = host.links().await?;
+        let addressed: HashSet<u32> = host.addresses().await?.iter().map(|(i, _)| *i).collect();
+        // Only what carries plumb's mark: a bridge whose alias says plumb made it for a network
+        // the store no longer has, and a veth with plumb's name pattern, no address, and (if
+        // enslaved) a plumb bridge as master. Docker's br-* bridges, the user's links and
+        // adopted bridges are never touched.
+        let ours: HashSet<u32> = links
+            .iter()
+            .filter(|l| {
+                l.alias
+                    .as_deref()
+                    .is_some_and(|a| a.starts_with(OWNER_MARK))
+            })
+            .map(|l| l.index)
+            .collect();
+        for l in &links {
+            let stale_veth = is_plumb_veth_name(&l.name)
                 && l.kind.as_deref() == Some("veth")
+                && !addressed.contains(&l.index)
+                && l.master.is_none_or(|m| ours.contains(&m))
                 && !veths.contains(&l.name);
-            let stale_bridge = l.name.starts_with(BRIDGE_PREFIX)
-                && l.kind.as_deref() == Some("bridge")
+            let stale_bridge = l.kind.as_deref() == Some("bridge")
+                && l.alias
+                    .as_deref()
+                    .is_some_and(|a| a.starts_with(OWNER_MARK))
+                && !l.alias.as_ref().is_some_and(|a| marks.contains(a))
                 && !bridges.contains(&l.name);
             if stale_veth || stale_bridge {
                 tracing::info!(link = %l.name, "removing leftover link");

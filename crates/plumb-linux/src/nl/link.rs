@@ -25,6 +25,8 @@ pub struct LinkInfo {
     pub mac: Option<[u8; 6]>,
     /// Administratively up.
     pub up: bool,
+    /// The link's alias (IFLA_IFALIAS), which plumb uses to mark links it made.
+    pub alias: Option<String>,
 }
 
 /// A veth pair whose peer is created directly inside another namespace.
@@ -54,11 +56,13 @@ fn info_of(m: &LinkMessage) -> LinkInfo {
         master: None,
         mac: None,
         up: m.header.flags.contains(LinkFlags::Up),
+        alias: None,
     };
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => li.name = n.clone(),
             LinkAttribute::Controller(i) => li.master = Some(*i),
+            LinkAttribute::IfAlias(a) => li.alias = Some(a.clone()),
             LinkAttribute::Address(b) if b.len() == 6 => {
                 let mut mac = [0u8; 6];
                 mac.copy_from_slice(b);
@@ -220,6 +224,19 @@ impl Nl {
             .execute()
             .await
             .map_err(|e| nl_err(format!("isolate bridge port {index}"), e))
+    }
+
+    /// Sets a link's alias (the kernel ignores an alias given at creation).
+    pub async fn set_alias(&self, index: u32, alias: &str) -> Result<()> {
+        let m = LinkUnspec::new_with_index(index)
+            .alias(alias.to_owned())
+            .build();
+        self.handle
+            .link()
+            .set(m)
+            .execute()
+            .await
+            .map_err(|e| nl_err(format!("set alias of link {index}"), e))
     }
 
     /// Renames a link (it must be down).
