@@ -56,8 +56,10 @@ fn restart_repairs_a_deleted_veth_and_sweeps_leftovers() {
     h.plumb_ok(&["network", "connect", "fix", "f1"]);
     h.plumb_ok(&["network", "connect", "fix", "f2"]);
     h.kill9();
-    // Someone deletes f1's veth while plumbd is down; a stray plumb-looking link appears.
-    let o = h.sh("for l in $(ip -o link show type veth | awk -F': ' '{print $2}' | cut -d@ -f1); do ip link del $l; break; done; ip link add br-deadbeef000 type bridge");
+    // Someone deletes f1's veth while plumbd is down; a bridge plumb marked for a network it no
+    // longer knows is left over, and someone else's bridge has a Docker-like name.
+    let o = h.sh("for l in $(ip -o link show type veth | awk -F': ' '{print $2}' | cut -d@ -f1); do ip link del $l; break; done; \
+                  ip link add plumbleft type bridge && ip link set plumbleft alias plumb:0123 && ip link add br-deadbeef000 type bridge");
     assert!(o.ok(), "{}", o.stderr);
     h.start();
     let f2 = ip_on(&h, "f2", "fix");
@@ -67,8 +69,12 @@ fn restart_repairs_a_deleted_veth_and_sweeps_leftovers() {
         "both endpoints plumbed again"
     );
     assert!(
-        !h.links().contains(&"br-deadbeef000".to_owned()),
-        "leftover bridge swept"
+        !h.links().contains(&"plumbleft".to_owned()),
+        "plumb's leftover bridge swept"
+    );
+    assert!(
+        h.links().contains(&"br-deadbeef000".to_owned()),
+        "a bridge plumb did not make stays"
     );
 }
 

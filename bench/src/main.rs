@@ -320,6 +320,34 @@ fn usage() -> String {
     u
 }
 
+/// The crash driver's long form: `ops` random operations, kill -9 about every 14th.
+fn crash_figures(figures: &mut Vec<Figure>, ops: usize) {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    let t = Instant::now();
+    let r = plumb_testkit::crash::run(ops, 14, seed);
+    let context = format!(
+        "seed {seed}: {} operations, every invariant held after each restart ({:.0} s)",
+        r.operations,
+        t.elapsed().as_secs_f64()
+    );
+    for (name, value) in [
+        ("crash_operations", r.operations),
+        ("crash_kills", r.kills),
+        ("crash_kills_mid_request", r.kills_mid_request),
+        ("crash_checks_passed", r.checks),
+    ] {
+        figures.push(Figure {
+            name: name.into(),
+            unit: "count",
+            value: value as f64,
+            context: context.clone(),
+        });
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let [flag, port] = args.as_slice() {
@@ -346,7 +374,8 @@ fn main() {
             std::process::exit(2);
         }
     }
-    let run = |s: &str| (sections.is_empty() && s != "soak") || sections.contains(&s);
+    let run =
+        |s: &str| (sections.is_empty() && !["soak", "crash"].contains(&s)) || sections.contains(&s);
     if !plumb_testkit::prerequisites() {
         std::process::exit(2);
     }
@@ -365,6 +394,9 @@ fn main() {
     }
     if run("netrm") {
         lifecycle::netrm_figures(&mut figures, (n / 10).max(10));
+    }
+    if run("crash") {
+        crash_figures(&mut figures, n * 2);
     }
     if run("soak") {
         lifecycle::soak_figures(&mut figures, n, 10);

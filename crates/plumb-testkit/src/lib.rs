@@ -12,6 +12,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod crash;
 mod host;
 mod stubdns;
 mod sweep;
