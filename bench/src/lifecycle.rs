@@ -38,8 +38,14 @@ pub fn netrm_figures(figures: &mut Vec<Figure>, n: usize) {
         remove.push(t.elapsed().as_secs_f64() * 1e3);
         assert_eq!(st, 204, "{v}");
     }
+    let from = figures.len();
     latency_figures(figures, "network_create", &create, n);
     latency_figures(figures, "network_rm", &remove, n);
+    for f in &mut figures[from..] {
+        f.context = format!(
+            "{n} rounds through the API: the same name and subnet each round, an endpoint joined and left before removal"
+        );
+    }
     let ratio = median(&remove) / median(&create);
     figures.push(Figure {
         name: "network_rm_over_create".into(),
@@ -71,6 +77,7 @@ pub fn soak_figures(figures: &mut Vec<Figure>, n: usize, rounds: usize) {
     let fds_start = open_fds(pid);
     let rss_start = rss_mb(pid);
     let mut rss = Vec::new();
+    let mut peak = Vec::new();
     let mut fds = Vec::new();
     for round in 0..rounds {
         for i in 0..n {
@@ -85,15 +92,19 @@ pub fn soak_figures(figures: &mut Vec<Figure>, n: usize, rounds: usize) {
             );
             assert_eq!(st, 200, "round {round}: {v}");
         }
+        peak.push(rss_mb(pid));
         for i in 0..n {
             let (st, v) = h.api("DELETE", &format!("/plumb/v1/sandboxes/s{i}"), None);
             assert_eq!(st, 204, "round {round}: {v}");
         }
+        // The allocator hands freed pages back after a decay time (one second in plumbd).
+        std::thread::sleep(std::time::Duration::from_secs(2));
         rss.push(rss_mb(pid));
         fds.push(open_fds(pid));
         eprintln!(
-            "soak round {}: rss {:.1} MB, {} open files",
+            "soak round {}: rss {:.1} MB with {n} sandboxes, {:.1} MB 2 s after removing them, {} open files",
             round + 1,
+            peak[round],
             rss[round],
             fds[round]
         );
@@ -112,6 +123,14 @@ pub fn soak_figures(figures: &mut Vec<Figure>, n: usize, rounds: usize) {
             name: format!("soak_rss_after_round_{}", i + 1),
             unit: "MB",
             value: *r,
+            context: context.clone(),
+        });
+    }
+    if let Some(p) = peak.last() {
+        figures.push(Figure {
+            name: "soak_rss_with_all_sandboxes_last_round".into(),
+            unit: "MB",
+            value: *p,
             context: context.clone(),
         });
     }

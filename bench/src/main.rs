@@ -305,6 +305,18 @@ const SECTIONS: &[(&str, &str)] = &[
         "floor",
         "the kernel's own cost of a bridge port, with ip -batch and no plumbd",
     ),
+    (
+        "netrm",
+        "network create and removal through the API (ENDPOINTS/10 rounds)",
+    ),
+    (
+        "crash",
+        "ENDPOINTS*2 random operations, kill -9 about every 14th (not run by default)",
+    ),
+    (
+        "soak",
+        "10 rounds of ENDPOINTS sandboxes with a port: RSS, open files (not run by default)",
+    ),
 ];
 
 fn usage() -> String {

@@ -18,6 +18,7 @@ pub mod nfnl;
 pub mod nft;
 pub mod nft_watch;
 pub mod nl;
+pub mod reaper;
 pub mod sandbox;
 pub mod sysctl;
 

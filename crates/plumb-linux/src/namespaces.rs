@@ -9,6 +9,7 @@ use std::sync::Mutex;
 /// The netlink sockets plumbd holds.
 pub struct Namespaces {
     host: Nl,
+    reaper: crate::reaper::Reaper,
     sandboxes: Mutex<HashMap<PathBuf, Nl>>,
 }
 
@@ -17,6 +18,7 @@ impl Namespaces {
     pub async fn new() -> Result<Self> {
         Ok(Namespaces {
             host: Nl::open(None).await?,
+            reaper: crate::reaper::Reaper::start()?,
             sandboxes: Mutex::new(HashMap::new()),
         })
     }
@@ -24,6 +26,11 @@ impl Namespaces {
     /// The host namespace's socket.
     pub fn host(&self) -> &Nl {
         &self.host
+    }
+
+    /// Deletes devices of the host namespace in the background.
+    pub fn reaper(&self) -> &crate::reaper::Reaper {
+        &self.reaper
     }
 
     /// The socket of the namespace bound at `key`, opened on first use.

@@ -233,6 +233,13 @@ fn cstr(s: &str) -> Vec<u8> {
     v
 }
 
+fn open_socket() -> Result<Socket> {
+    let err = |e: std::io::Error| LinuxError::io("nfnetlink socket", "netlink netfilter", e);
+    let mut sock = Socket::new(NETLINK_NETFILTER).map_err(err)?;
+    sock.bind(&SocketAddr::new(0, 0)).map_err(err)?;
+    Ok(sock)
+}
+
 /// One message of a batch: (type within nf_tables, flags, address family, body).
 type BatchMsg = (u16, u16, u8, Vec<u8>);
 
@@ -294,9 +301,31 @@ impl Batch {
         if self.acks == 0 {
             return Ok(());
         }
+        self.send_on(&open_socket()?)
+    }
+
+    /// Like [`Batch::send`], on one socket kept open for the life of the process, in the
+    /// namespace of the thread that first used it (plumbd's own). Closing an nfnetlink socket
+    /// after a transaction that removed elements waits for the kernel's deferred cleanup (an
+    /// RCU grace period, 20-40 ms here); a kept socket never pays that.
+    pub fn send_shared(&self) -> Result<()> {
+        static SHARED: std::sync::OnceLock<std::sync::Mutex<Socket>> = std::sync::OnceLock::new();
+        if self.acks == 0 {
+            return Ok(());
+        }
+        let sock = match SHARED.get() {
+            Some(s) => s,
+            None => {
+                let s = open_socket()?;
+                SHARED.get_or_init(|| std::sync::Mutex::new(s))
+            }
+        };
+        let sock = sock.lock().unwrap_or_else(|p| p.into_inner());
+        self.send_on(&sock)
+    }
+
+    fn send_on(&self, sock: &Socket) -> Result<()> {
         let err = |e: std::io::Error| LinuxError::io("nfnetlink batch", "netlink netfilter", e);
-        let mut sock = Socket::new(NETLINK_NETFILTER).map_err(err)?;
-        sock.bind(&SocketAddr::new(0, 0)).map_err(err)?;
         sock.send(&self.buf, 0).map_err(err)?;
         // Every message is acknowledged (or refused) with an NLMSG_ERROR.
         let mut acks = self.acks;
@@ -348,7 +377,7 @@ pub fn set_elements(op: ElemOp, table: &str, set: &str, elems: &[(Concat, Concat
             interval_end: false,
         })
         .collect();
-    element_batch(table, &[(op, set, &elems)]).send()
+    element_batch(table, &[(op, set, &elems)]).send_shared()
 }
 
 /// One transaction changing elements of several sets of `table inet <table>`: each entry is

@@ -168,7 +168,7 @@ fn apply_network(op: ElemOp, r: &NetworkRules) -> Result<()> {
         .iter()
         .map(|(set, e)| (op, *set, e.as_slice()))
         .collect();
-    element_batch("plumb", &changes).send()
+    element_batch("plumb", &changes).send_shared()
 }
 
 /// Adds a network's elements over nfnetlink, in one transaction. Idempotent.

@@ -36,10 +36,19 @@ fn split(key: &str, raw: &[u8]) -> Result<(Revision, Vec<u8>), StoreError> {
     Ok((u64::from_be_bytes(r), raw[8..].to_vec()))
 }
 
+/// redb's page cache.
+const CACHE_BYTES: usize = 4 << 20;
+
 impl RedbStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(backend)?;
+        // redb caches up to 1 GiB by default and keeps what it cached: plumbd reads the store
+        // only at start (its state lives in memory), so a small cache costs nothing and keeps
+        // the daemon's memory from growing with every page ever written.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(backend)?;
         let w = db.begin_write().map_err(backend)?;
         {
             w.open_table(KV).map_err(backend)?;

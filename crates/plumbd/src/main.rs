@@ -18,6 +18,18 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// jemalloc gives freed memory back to the OS: with glibc's allocator plumbd's RSS kept
+/// growing over rounds of creating and removing 1,000 sandboxes (40 -> 83 MB over 10 rounds)
+/// although nothing leaked (the same rounds stay flat under jemalloc; `plumb-bench soak`).
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's settings: freed pages go back to the OS within a second (the default waits
+/// ten), purged by jemalloc's own background thread rather than on the request path.
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8; 43] = b"background_thread:true,dirty_decay_ms:1000\0";
+
 /// Command-line flags.
 #[derive(Parser, Debug)]
 #[command(name = "plumbd", version, about = "Container networking daemon (CNM)")]

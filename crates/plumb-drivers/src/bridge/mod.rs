@@ -20,6 +20,7 @@ use plumb_linux::namespaces::Namespaces;
 use plumb_linux::netns;
 use plumb_linux::nft::{self, NetworkRules};
 use plumb_linux::nl::VethSpec;
+use plumb_linux::reaper::Doomed;
 use plumb_linux::sysctl::SysctlDir;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -364,12 +365,7 @@ impl NetworkDriver for BridgeDriver {
             &format!("{GONE_PREFIX}{:06x}", rand::random::<u32>() & 0xff_ffff),
         )
         .await?;
-        let host = host.clone();
-        tokio::spawn(async move {
-            if let Err(e) = host.del_link(l.index).await {
-                tracing::warn!(bridge = l.index, error = %e, "deleting bridge failed; the next start sweeps it");
-            }
-        });
+        self.ns.reaper().reap(Doomed::Index(l.index));
         Ok(())
     }
 
@@ -405,13 +401,7 @@ impl NetworkDriver for BridgeDriver {
                 }
             }
         }
-        let host = self.ns.host().clone();
-        let name = veth_name(ep);
-        tokio::spawn(async move {
-            if let Err(e) = host.del_link_by_name(&name).await {
-                tracing::warn!(veth = %name, error = %e, "deleting veth failed; the next start sweeps it");
-            }
-        });
+        self.ns.reaper().reap(Doomed::Name(veth_name(ep)));
         Ok(())
     }
 
