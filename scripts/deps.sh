@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages plumb needs to run and to test (idempotent).
 set -euo pipefail
-pkgs=(iproute2 nftables iputils-ping util-linux procps dnsutils dnsperf)
+pkgs=(iproute2 nftables iputils-ping util-linux procps dnsutils dnsperf make gcc python3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
