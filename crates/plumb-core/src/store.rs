@@ -5,10 +5,25 @@
 //! endpoints (their addresses), so an address can never be both free and held.
 
 use async_trait::async_trait;
-use tokio::sync::broadcast;
 
 /// A store-wide revision, increasing with every commit.
 pub type Revision = u64;
+
+/// A lease: keys attached to it are deleted when it expires or is revoked.
+pub type LeaseId = u64;
+
+/// The changes a watcher receives, in revision order.
+pub type Watch = tokio::sync::mpsc::UnboundedReceiver<WatchEvent>;
+
+/// Entries under a prefix and the store revision they were read at: watching from that
+/// revision misses nothing and repeats nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// The entries, in key order.
+    pub entries: Vec<Entry>,
+    /// The revision the listing reflects.
+    pub revision: Revision,
+}
 
 /// A condition a write puts on the current revision of its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +47,8 @@ pub enum Op {
         value: Vec<u8>,
         /// The condition.
         expect: Expect,
+        /// The lease the key lives under (deleted when it expires), if any.
+        lease: Option<LeaseId>,
     },
     /// Remove `key` (absent keys count as removed when `expect` is `Any`).
     Delete {
@@ -91,6 +108,18 @@ pub enum StoreError {
     /// The backend failed.
     #[error("{0}")]
     Backend(#[source] crate::BoxError),
+    /// The watcher asked for changes the store no longer keeps: list again and watch from
+    /// the listing's revision.
+    #[error("compacted: changes after revision {from} are no longer kept (oldest kept: {oldest}): resync")]
+    Compacted {
+        /// The revision asked for.
+        from: Revision,
+        /// Changes after this revision are still kept.
+        oldest: Revision,
+    },
+    /// The lease does not exist (expired or revoked).
+    #[error("lease {0} not found (expired or revoked)")]
+    LeaseNotFound(LeaseId),
     /// A stored value could not be decoded.
     #[error("corrupt value at {key}: {reason}")]
     Corrupt {
@@ -106,12 +135,46 @@ pub enum StoreError {
 pub trait Store: Send + Sync {
     /// The entry at `key`, if any.
     async fn get(&self, key: &str) -> Result<Option<Entry>, StoreError>;
-    /// Every entry whose key starts with `prefix`, in key order.
-    async fn list(&self, prefix: &str) -> Result<Vec<Entry>, StoreError>;
+    /// Every entry whose key starts with `prefix`, in key order, and the revision read at.
+    async fn list(&self, prefix: &str) -> Result<Listing, StoreError>;
     /// Applies all `ops` atomically (all or none) and returns the commit's revision.
     async fn commit(&self, ops: Vec<Op>) -> Result<Revision, StoreError>;
-    /// A stream of every change from now on; filter with [`WatchEvent::key`].
-    fn watch(&self) -> broadcast::Receiver<WatchEvent>;
+    /// Every change under `prefix` with a revision above `from`, in order, then every later
+    /// one as it happens; [`StoreError::Compacted`] when changes after `from` are gone.
+    async fn watch(&self, prefix: &str, from: Revision) -> Result<Watch, StoreError>;
+    /// Grants a lease that expires `ttl` after its grant or its last keep-alive.
+    async fn grant(&self, ttl: std::time::Duration) -> Result<LeaseId, StoreError>;
+    /// Extends a lease by its ttl; [`StoreError::LeaseNotFound`] once it expired.
+    async fn keep_alive(&self, lease: LeaseId) -> Result<(), StoreError>;
+    /// Ends a lease now, deleting its keys.
+    async fn revoke(&self, lease: LeaseId) -> Result<(), StoreError>;
+}
+
+impl Op {
+    /// A put with no lease.
+    pub fn put(key: impl Into<String>, value: Vec<u8>, expect: Expect) -> Self {
+        Op::Put {
+            key: key.into(),
+            value,
+            expect,
+            lease: None,
+        }
+    }
+
+    /// A delete.
+    pub fn delete(key: impl Into<String>, expect: Expect) -> Self {
+        Op::Delete {
+            key: key.into(),
+            expect,
+        }
+    }
+
+    /// The key written or removed.
+    pub fn key(&self) -> &str {
+        match self {
+            Op::Put { key, .. } | Op::Delete { key, .. } => key,
+        }
+    }
 }
 
 /// Builds the key of a network.

@@ -213,7 +213,7 @@ async fn failed_join_leaves_no_endpoint_and_no_address_held() {
         assert!(matches!(err, Error::Driver { .. }), "{err}");
     }
     assert!(
-        s.store.list("endpoints/").await.unwrap().is_empty(),
+        s.store.list("endpoints/").await.unwrap().entries.is_empty(),
         "nothing persisted"
     );
     assert!(s.ctl.network("n").await.unwrap().endpoints.is_empty());
@@ -241,7 +241,7 @@ async fn failed_network_create_leaves_nothing() {
     let s = setup().await;
     s.driver.fail_create.store(true, Ordering::SeqCst);
     assert!(s.ctl.create_network(net("n", "10.0.0.0/24")).await.is_err());
-    let keys = s.store.list("networks/").await.unwrap().len();
+    let keys = s.store.list("networks/").await.unwrap().entries.len();
     // The predefined bridge was created at start; the failed network left no key.
     assert_eq!(keys, 1, "only the predefined bridge is persisted");
     s.driver.fail_create.store(false, Ordering::SeqCst);

@@ -3,7 +3,13 @@
 //! - [`RedbStore`]: the embedded default, a single redb file, one durable write
 //!   transaction per commit (survives `kill -9` and power loss).
 //! - [`MemoryStore`]: the same semantics in memory, for tests and throwaway daemons.
+//!
+//! Both keep the last [`hub::HISTORY`] changes so that a watcher can start from a revision
+//! a listing returned (gap-free list-then-watch), and both hold leases whose keys go when the
+//! lease expires. Leases live as long as the process that granted them.
 
+mod hub;
+mod leases;
 mod memory;
 mod redb_store;
 

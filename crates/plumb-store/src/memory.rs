@@ -1,26 +1,34 @@
-//! An in-memory store with the same transaction semantics as the durable ones.
+//! An in-memory store with the same semantics as the durable ones: transactions, revisions,
+//! watches with history, leases.
 
+use crate::hub::{Hub, HISTORY};
+use crate::leases::{deletes, Due, Leases};
 use async_trait::async_trait;
-use plumb_core::store::{Entry, Op, Revision, Store, StoreError, WatchEvent};
+use plumb_core::store::{
+    Entry, LeaseId, Listing, Op, Revision, Store, StoreError, Watch, WatchEvent,
+};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use tokio::sync::broadcast;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 /// The map of keys to (value, revision), and the last revision.
 type Data = (BTreeMap<String, (Vec<u8>, Revision)>, Revision);
 
-/// A store that lives as long as the process.
+struct Shared {
+    data: Mutex<Data>,
+    hub: Hub,
+    leases: Leases,
+}
+
+/// A store that lives as long as the process; clones share it.
+#[derive(Clone)]
 pub struct MemoryStore {
-    inner: Mutex<Data>,
-    watch: broadcast::Sender<WatchEvent>,
+    shared: Arc<Shared>,
 }
 
 impl Default for MemoryStore {
     fn default() -> Self {
-        MemoryStore {
-            inner: Mutex::new((BTreeMap::new(), 0)),
-            watch: broadcast::channel(4096).0,
-        }
+        Self::with_history(HISTORY)
     }
 }
 
@@ -30,11 +38,46 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// An empty store keeping `history` changes for watchers that start in the past.
+    pub fn with_history(history: usize) -> Self {
+        MemoryStore {
+            shared: Arc::new(Shared {
+                data: Mutex::new((BTreeMap::new(), 0)),
+                hub: Hub::new(0, history),
+                leases: Leases::default(),
+            }),
+        }
+    }
+
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Data>, StoreError> {
-        self.inner
+        self.shared
+            .data
             .lock()
             .map_err(|_| StoreError::Backend("memory store lock poisoned".into()))
     }
+}
+
+/// Deletes the keys of lease `id` when it expires.
+fn expire_later(store: Weak<Shared>, id: LeaseId, mut deadline: std::time::Instant) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep_until(deadline.into()).await;
+            let Some(shared) = store.upgrade() else {
+                return;
+            };
+            match shared.leases.due(id) {
+                Due::Gone => return,
+                Due::Later(t) => deadline = t,
+                Due::Expired(keys) => {
+                    let s = MemoryStore { shared };
+                    if let Err(e) = s.commit(deletes(keys)).await {
+                        tracing::warn!(lease = id, error = %e, "deleting the keys of an expired lease failed");
+                    }
+                    return;
+                }
+            }
+        }
+    });
 }
 
 #[async_trait]
@@ -48,17 +91,24 @@ impl Store for MemoryStore {
         }))
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<Entry>, StoreError> {
-        Ok(crate::list_prefix(&self.lock()?.0, prefix))
+    async fn list(&self, prefix: &str) -> Result<Listing, StoreError> {
+        let g = self.lock()?;
+        Ok(Listing {
+            entries: crate::list_prefix(&g.0, prefix),
+            revision: g.1,
+        })
     }
 
     async fn commit(&self, ops: Vec<Op>) -> Result<Revision, StoreError> {
         let mut g = self.lock()?;
         crate::check(&ops, |k| g.0.get(k).map(|(_, r)| *r))?;
+        self.shared.leases.check(&ops)?;
+        self.shared.leases.apply(&ops);
         g.1 += 1;
         let rev = g.1;
+        let mut events = Vec::with_capacity(ops.len());
         for op in ops {
-            let ev = match op {
+            events.push(match op {
                 Op::Put { key, value, .. } => {
                     g.0.insert(key.clone(), (value.clone(), rev));
                     WatchEvent::Put(Entry {
@@ -71,13 +121,30 @@ impl Store for MemoryStore {
                     g.0.remove(&key);
                     WatchEvent::Delete { key, revision: rev }
                 }
-            };
-            let _ = self.watch.send(ev);
+            });
         }
+        // Still under the data lock: watchers get commits in revision order.
+        self.shared.hub.publish(events);
         Ok(rev)
     }
 
-    fn watch(&self) -> broadcast::Receiver<WatchEvent> {
-        self.watch.subscribe()
+    async fn watch(&self, prefix: &str, from: Revision) -> Result<Watch, StoreError> {
+        let _g = self.lock()?;
+        self.shared.hub.watch(prefix, from)
+    }
+
+    async fn grant(&self, ttl: Duration) -> Result<LeaseId, StoreError> {
+        let (id, deadline) = self.shared.leases.grant(ttl);
+        expire_later(Arc::downgrade(&self.shared), id, deadline);
+        Ok(id)
+    }
+
+    async fn keep_alive(&self, lease: LeaseId) -> Result<(), StoreError> {
+        self.shared.leases.keep_alive(lease)
+    }
+
+    async fn revoke(&self, lease: LeaseId) -> Result<(), StoreError> {
+        let keys = self.shared.leases.revoke(lease)?;
+        self.commit(deletes(keys)).await.map(|_| ())
     }
 }

@@ -21,11 +21,7 @@ impl Controller {
         let ep = self.allocate(&mut st, &net_id, spec)?;
         let key = endpoint_key(&net_id, &ep.id);
         let rev = match self
-            .commit(vec![Op::Put {
-                key,
-                value: encode(&ep),
-                expect: Expect::Absent,
-            }])
+            .commit(vec![Op::put(key, encode(&ep), Expect::Absent)])
             .await
         {
             Ok(rev) => rev,
@@ -82,6 +78,7 @@ impl Controller {
                 key: endpoint_key(&net_id, &ep_id),
                 value: encode(&ep),
                 expect: Expect::At(rev),
+                lease: None,
             }])
             .await
         {
@@ -100,6 +97,7 @@ impl Controller {
                     key: endpoint_key(&net_id, &ep_id),
                     value: encode(&old),
                     expect: Expect::Any,
+                    lease: None,
                 }])
                 .await;
             st.endpoints.insert(ep_id, previous);
@@ -135,6 +133,7 @@ impl Controller {
                 key: endpoint_key(&net_id, &ep_id),
                 value: encode(&left),
                 expect: Expect::At(rev),
+                lease: None,
             }])
             .await
         {
@@ -180,6 +179,7 @@ impl Controller {
                 key: key.clone(),
                 value: encode(&ep),
                 expect: Expect::Absent,
+                lease: None,
             }])
             .await
         {

@@ -133,6 +133,7 @@ impl Controller {
                 key: key.clone(),
                 value: encode(&network),
                 expect: Expect::Absent,
+                lease: None,
             }])
             .await?;
         let mut journal = Journal::new();

@@ -10,13 +10,13 @@ use std::collections::BTreeSet;
 impl Controller {
     pub(super) async fn load_and_reconcile(&self) -> Result<()> {
         let mut st = self.state.lock().await;
-        for e in self.store.list("networks/").await? {
+        for e in self.store.list("networks/").await?.entries {
             let n: Network = decode(&e.key, &e.value)?;
             st.net_names.insert(n.spec.name.clone(), n.id.clone());
             st.networks
                 .insert(n.id.clone(), NetEntry::new(n, e.revision)?);
         }
-        for e in self.store.list("sandboxes/").await? {
+        for e in self.store.list("sandboxes/").await?.entries {
             let sb: Sandbox = decode(&e.key, &e.value)?;
             st.sb_names.insert(sb.spec.name.clone(), sb.id.clone());
             self.restore_ports(&mut st, &sb.id, &sb.spec.ports);
@@ -32,7 +32,7 @@ impl Controller {
             );
         }
         let mut joined = Vec::new();
-        for e in self.store.list("endpoints/").await? {
+        for e in self.store.list("endpoints/").await?.entries {
             let ep: Endpoint = decode(&e.key, &e.value)?;
             let Some(n) = st.networks.get_mut(&ep.network) else {
                 tracing::warn!(endpoint = %ep.name, "endpoint of an unknown network ignored");

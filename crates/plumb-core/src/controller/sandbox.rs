@@ -54,6 +54,7 @@ impl Controller {
                 key: key.clone(),
                 value: encode(&sb),
                 expect: Expect::Absent,
+                lease: None,
             }])
             .await
         {
