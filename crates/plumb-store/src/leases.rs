@@ -12,10 +12,18 @@ struct Lease {
     keys: BTreeSet<String>,
 }
 
+/// Leases by id, the lease of each attached key, the last id given.
+#[derive(Default)]
+struct Table {
+    leases: HashMap<LeaseId, Lease>,
+    owner: HashMap<String, LeaseId>,
+    last: LeaseId,
+}
+
 /// The leases of one store.
 #[derive(Default)]
 pub struct Leases {
-    inner: Mutex<(HashMap<LeaseId, Lease>, HashMap<String, LeaseId>, LeaseId)>,
+    inner: Mutex<Table>,
 }
 
 /// What a lease's timer finds when it fires.
@@ -29,20 +37,17 @@ pub enum Due {
 }
 
 impl Leases {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, (HashMap<LeaseId, Lease>, HashMap<String, LeaseId>, LeaseId)>
-    {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A new lease and its first deadline.
     pub fn grant(&self, ttl: Duration) -> (LeaseId, Instant) {
         let mut g = self.lock();
-        g.2 += 1;
-        let id = g.2;
+        g.last += 1;
+        let id = g.last;
         let deadline = Instant::now() + ttl;
-        g.0.insert(
+        g.leases.insert(
             id,
             Lease {
                 ttl,
@@ -56,7 +61,7 @@ impl Leases {
     /// Moves a lease's deadline a ttl ahead.
     pub fn keep_alive(&self, id: LeaseId) -> Result<(), StoreError> {
         let mut g = self.lock();
-        let l = g.0.get_mut(&id).ok_or(StoreError::LeaseNotFound(id))?;
+        let l = g.leases.get_mut(&id).ok_or(StoreError::LeaseNotFound(id))?;
         l.deadline = Instant::now() + l.ttl;
         Ok(())
     }
@@ -64,9 +69,9 @@ impl Leases {
     /// Ends a lease; returns its keys.
     pub fn revoke(&self, id: LeaseId) -> Result<Vec<String>, StoreError> {
         let mut g = self.lock();
-        let l = g.0.remove(&id).ok_or(StoreError::LeaseNotFound(id))?;
+        let l = g.leases.remove(&id).ok_or(StoreError::LeaseNotFound(id))?;
         for k in &l.keys {
-            g.1.remove(k);
+            g.owner.remove(k);
         }
         Ok(l.keys.into_iter().collect())
     }
@@ -74,7 +79,7 @@ impl Leases {
     /// What the timer of lease `id` should do now.
     pub fn due(&self, id: LeaseId) -> Due {
         let g = self.lock();
-        match g.0.get(&id) {
+        match g.leases.get(&id) {
             None => Due::Gone,
             Some(l) if l.deadline > Instant::now() => Due::Later(l.deadline),
             Some(_) => {
@@ -95,7 +100,7 @@ impl Leases {
                 lease: Some(id), ..
             } = op
             {
-                if !g.0.contains_key(id) {
+                if !g.leases.contains_key(id) {
                     return Err(StoreError::LeaseNotFound(*id));
                 }
             }
@@ -108,8 +113,8 @@ impl Leases {
         let mut g = self.lock();
         for op in ops {
             let key = op.key().to_owned();
-            if let Some(old) = g.1.remove(&key) {
-                if let Some(l) = g.0.get_mut(&old) {
+            if let Some(old) = g.owner.remove(&key) {
+                if let Some(l) = g.leases.get_mut(&old) {
                     l.keys.remove(&key);
                 }
             }
@@ -117,9 +122,9 @@ impl Leases {
                 lease: Some(id), ..
             } = op
             {
-                if let Some(l) = g.0.get_mut(id) {
+                if let Some(l) = g.leases.get_mut(id) {
                     l.keys.insert(key.clone());
-                    g.1.insert(key, *id);
+                    g.owner.insert(key, *id);
                 }
             }
         }
