@@ -192,10 +192,12 @@ pub enum Error {
         family: &'static str,
     },
     /// The driver name is unknown.
-    #[error("driver {driver} not found: built-in drivers are bridge, host, null")]
+    #[error("driver {driver} not found: available drivers are {available}")]
     DriverNotFound {
         /// The requested driver.
         driver: String,
+        /// The names that are available, comma separated.
+        available: String,
     },
     /// A driver failed.
     #[error("{driver} driver: {source}")]

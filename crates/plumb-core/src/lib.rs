@@ -24,6 +24,7 @@ pub mod journal;
 pub mod model;
 pub mod names;
 pub mod ports;
+pub mod registry;
 pub mod store;
 pub mod timing;
 pub mod validate;

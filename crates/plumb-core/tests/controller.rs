@@ -562,3 +562,115 @@ async fn host_ports_are_held_all_or_nothing_and_picks_are_checked() {
     assert!(holder.held.lock().unwrap().is_empty());
     assert_eq!(ctl.published_ports(), 0);
 }
+
+/// A driver that appears after start under another name (as a plugin does), delegating to a
+/// fake bridge.
+struct Late(Arc<FakeBridge>);
+
+#[async_trait]
+impl NetworkDriver for Late {
+    fn name(&self) -> &str {
+        "late"
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities()
+    }
+    fn check_options(&self, n: &Network) -> Result<BTreeMap<String, String>, BoxError> {
+        self.0.check_options(n)
+    }
+    async fn create_network(&self, n: &Network) -> Result<(), BoxError> {
+        self.0.create_network(n).await
+    }
+    async fn delete_network(&self, n: &Network) -> Result<(), BoxError> {
+        self.0.delete_network(n).await
+    }
+    async fn join(
+        &self,
+        n: &Network,
+        e: &Endpoint,
+        s: &Sandbox,
+        i: &str,
+    ) -> Result<JoinInfo, BoxError> {
+        self.0.join(n, e, s, i).await
+    }
+    async fn leave(&self, n: &Network, e: &Endpoint, s: &Sandbox) -> Result<(), BoxError> {
+        self.0.leave(n, e, s).await
+    }
+    async fn sweep(&self, _: &[&Network], _: &[&Endpoint]) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// Finds `late` once it is "installed", and counts how often it is asked.
+#[derive(Default)]
+struct Plugins {
+    installed: AtomicBool,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl plumb_core::registry::DriverResolver for Plugins {
+    async fn resolve(&self, name: &str) -> Result<Option<Arc<dyn NetworkDriver>>, BoxError> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        let ready = self.installed.load(Ordering::SeqCst) && name == "late";
+        Ok(
+            ready
+                .then(|| Arc::new(Late(Arc::new(FakeBridge::default()))) as Arc<dyn NetworkDriver>),
+        )
+    }
+    fn names(&self) -> Vec<String> {
+        if self.installed.load(Ordering::SeqCst) {
+            vec!["late".into()]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+#[tokio::test]
+async fn drivers_are_looked_up_when_first_named_and_unknown_ones_listed() {
+    let plugins = Arc::new(Plugins::default());
+    let ctl = Controller::new(
+        Config {
+            resolvers: vec![plugins.clone()],
+            ..Config::default()
+        },
+        Arc::new(MemoryStore::new()),
+        Arc::new(FakeOs::default()),
+        vec![Arc::new(FakeBridge::default())],
+    )
+    .await
+    .unwrap();
+    let spec = |name: &str, driver: &str, subnet: &str| NetworkSpec {
+        driver: driver.into(),
+        ..net(name, subnet)
+    };
+    let err = ctl
+        .create_network(spec("p", "late", "10.9.1.0/24"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DriverNotFound { .. }), "{err}");
+    assert!(
+        err.to_string().contains("available drivers are bridge"),
+        "{err}"
+    );
+    plugins.installed.store(true, Ordering::SeqCst);
+    ctl.create_network(spec("p", "late", "10.9.1.0/24"))
+        .await
+        .unwrap();
+    let asked = plugins.asked.load(Ordering::SeqCst);
+    ctl.create_network(spec("q", "late", "10.9.2.0/24"))
+        .await
+        .unwrap();
+    assert_eq!(
+        plugins.asked.load(Ordering::SeqCst),
+        asked,
+        "a resolved driver is kept, not looked up again"
+    );
+    assert_eq!(ctl.driver_names(), vec!["bridge", "late"]);
+    let err = ctl
+        .create_network(spec("r", "warp", "10.9.3.0/24"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("bridge, late"), "{err}");
+}

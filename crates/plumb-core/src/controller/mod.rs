@@ -23,7 +23,6 @@ use crate::ipam::{self, DefaultPool};
 use crate::names::NameIndex;
 use crate::store::{Op, Revision, Store, StoreError};
 use state::State;
-use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{broadcast, Mutex};
 
@@ -47,6 +46,8 @@ pub struct Config {
     /// Holds published host ports on the host (none: ports are only checked among plumb's
     /// own, and mappings must name a host port).
     pub port_holder: Option<Arc<dyn crate::driver::PortHolder>>,
+    /// Where drivers not built in are looked for when first named (plugins).
+    pub resolvers: Vec<Arc<dyn crate::registry::DriverResolver>>,
 }
 
 impl Default for Config {
@@ -57,6 +58,7 @@ impl Default for Config {
             resolver: None,
             names: None,
             port_holder: None,
+            resolvers: Vec::new(),
         }
     }
 }
@@ -66,7 +68,7 @@ pub struct Controller {
     state: Mutex<State>,
     store: Arc<dyn Store>,
     os: Arc<dyn SandboxOs>,
-    drivers: HashMap<String, Arc<dyn NetworkDriver>>,
+    drivers: crate::registry::DriverRegistry,
     config: Config,
     events: broadcast::Sender<Event>,
     names: Arc<NameIndex>,
@@ -82,10 +84,7 @@ impl Controller {
         os: Arc<dyn SandboxOs>,
         drivers: Vec<Arc<dyn NetworkDriver>>,
     ) -> Result<Self> {
-        let drivers = drivers
-            .into_iter()
-            .map(|d| (d.name().to_owned(), d))
-            .collect();
+        let drivers = crate::registry::DriverRegistry::new(drivers, config.resolvers.clone());
         let (events, _) = broadcast::channel(1024);
         let names = config.names.clone().unwrap_or_default();
         let ctl = Controller {
@@ -151,12 +150,12 @@ impl Controller {
     }
 
     fn driver(&self, name: &str) -> Result<Arc<dyn NetworkDriver>> {
-        self.drivers
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Error::DriverNotFound {
-                driver: name.to_owned(),
-            })
+        self.drivers.get(name)
+    }
+
+    /// The names of the network drivers available now.
+    pub fn driver_names(&self) -> Vec<String> {
+        self.drivers.names()
     }
 
     async fn commit(&self, ops: Vec<Op>) -> Result<Revision> {

@@ -57,7 +57,7 @@ impl Controller {
                 ),
             ));
         }
-        let driver = self.driver(&spec.driver)?;
+        let driver = self.drivers.resolve(&spec.driver).await?;
         let caps = driver.capabilities();
         let mut network = Network {
             id: NetworkId::random(),

@@ -55,7 +55,7 @@ impl Controller {
         // Kernel: networks first, then sandboxes, then their endpoints.
         let networks: Vec<Network> = st.networks.values().map(|n| n.net.clone()).collect();
         for n in &networks {
-            let driver = self.driver(&n.spec.driver)?;
+            let driver = self.drivers.resolve(&n.spec.driver).await?;
             driver
                 .create_network(n)
                 .await
@@ -106,7 +106,7 @@ impl Controller {
             .map(|(e, _)| e)
             .filter(|e| e.sandbox.is_some())
             .collect();
-        for driver in self.drivers.values() {
+        for driver in self.drivers.known() {
             if let Err(e) = driver.sweep(&nets, &eps).await {
                 tracing::warn!(driver = driver.name(), error = %e, "sweep failed");
             }
@@ -124,7 +124,7 @@ impl Controller {
             st.net_names.keys().cloned().collect()
         };
         let mut specs = Vec::new();
-        if self.drivers.contains_key("bridge") {
+        if self.drivers.get("bridge").is_ok() {
             let mut options = std::collections::BTreeMap::new();
             options.insert(
                 "com.docker.network.bridge.name".to_owned(),
@@ -143,7 +143,7 @@ impl Controller {
             });
         }
         for (name, driver) in [("host", "host"), ("none", "null")] {
-            if self.drivers.contains_key(driver) {
+            if self.drivers.get(driver).is_ok() {
                 specs.push(NetworkSpec {
                     name: name.into(),
                     driver: driver.into(),
