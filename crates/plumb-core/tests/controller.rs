@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex};
 #[derive(Default)]
 struct FakeOs {
     routes: Mutex<BTreeMap<String, Option<DefaultRoute>>>,
+    /// Setting a default route fails while set.
+    fail_route: AtomicBool,
 }
 
 #[async_trait]
@@ -47,6 +49,9 @@ impl SandboxOs for FakeOs {
         sb: &Sandbox,
         r: Option<&DefaultRoute>,
     ) -> Result<(), BoxError> {
+        if self.fail_route.load(Ordering::SeqCst) {
+            return Err("route refused".into());
+        }
         self.routes
             .lock()
             .unwrap()
@@ -64,6 +69,8 @@ impl SandboxOs for FakeOs {
 #[derive(Default)]
 struct FakeBridge {
     fail_join: AtomicBool,
+    /// Leaving fails while set.
+    fail_leave: AtomicBool,
     fail_create: AtomicBool,
     joined: Mutex<Vec<String>>,
     /// Published ports by the address they go to.
@@ -137,6 +144,9 @@ impl NetworkDriver for FakeBridge {
         Ok(())
     }
     async fn leave(&self, _: &Network, ep: &Endpoint, _: &Sandbox) -> Result<(), BoxError> {
+        if self.fail_leave.load(Ordering::SeqCst) {
+            return Err("device busy".into());
+        }
         self.joined.lock().unwrap().retain(|n| n != &ep.name);
         Ok(())
     }
@@ -673,4 +683,49 @@ async fn drivers_are_looked_up_when_first_named_and_unknown_ones_listed() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("bridge, late"), "{err}");
+}
+
+#[tokio::test]
+async fn a_failed_inverse_is_kept_as_a_repair_item_and_completed_later() {
+    let s = setup().await;
+    s.ctl.create_network(net("r", "10.8.0.0/24")).await.unwrap();
+    s.ctl.create_sandbox(sb("x")).await.unwrap();
+    // The join works, setting the route fails, and so does the leave that should undo it.
+    s.os.fail_route.store(true, Ordering::SeqCst);
+    s.driver.fail_leave.store(true, Ordering::SeqCst);
+    let err = s
+        .ctl
+        .connect("r", "x", EndpointSpec::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("route refused"), "{err}");
+    let pending = s.ctl.pending_repairs();
+    let steps: Vec<&str> = pending.iter().map(|r| r.step).collect();
+    assert!(steps.contains(&"leave sandbox"), "{steps:?}");
+    assert_eq!(
+        s.driver.joined.lock().unwrap().as_slice(),
+        ["x"],
+        "the interface is still in"
+    );
+    assert_eq!(s.ctl.repair_counts().2, pending.len());
+    // While the cause lasts, a retry keeps the item; once it is gone, the item completes.
+    assert_eq!(s.ctl.repair().await, pending.len());
+    s.driver.fail_leave.store(false, Ordering::SeqCst);
+    s.os.fail_route.store(false, Ordering::SeqCst);
+    assert_eq!(s.ctl.repair().await, 0);
+    assert!(
+        s.driver.joined.lock().unwrap().is_empty(),
+        "the leave was done"
+    );
+    let (recorded, done, now) = s.ctl.repair_counts();
+    assert_eq!(
+        (recorded as usize, done as usize, now),
+        (pending.len(), pending.len(), 0)
+    );
+    // And the controller's view is as if the connect never happened: no address held.
+    assert!(s.ctl.network("r").await.unwrap().endpoints.is_empty());
+    s.ctl
+        .connect("r", "x", EndpointSpec::default())
+        .await
+        .unwrap();
 }

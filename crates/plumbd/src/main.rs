@@ -188,14 +188,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let metrics: plumb_api::TextFn = Arc::new(move || {
         let ports = ctl_m.published_ports();
         let restored = restores_m.load(std::sync::atomic::Ordering::Relaxed);
+        let (recorded, done, pending) = ctl_m.repair_counts();
         format!(
-            "{}# HELP plumb_published_ports Port mappings published now.\n# TYPE plumb_published_ports gauge\nplumb_published_ports {ports}\n# HELP plumb_firewall_restores_total Times plumb's nftables table was found gone and restored.\n# TYPE plumb_firewall_restores_total counter\nplumb_firewall_restores_total {restored}\n",
+            "{}# HELP plumb_published_ports Port mappings published now.\n# TYPE plumb_published_ports gauge\nplumb_published_ports {ports}\n# HELP plumb_firewall_restores_total Times plumb's nftables table was found gone and restored.\n# TYPE plumb_firewall_restores_total counter\nplumb_firewall_restores_total {restored}\n# HELP plumb_repairs_pending Failed undo steps waiting for a retry.\n# TYPE plumb_repairs_pending gauge\nplumb_repairs_pending {pending}\n# HELP plumb_repairs_recorded_total Undo steps that failed and were kept for a retry.\n# TYPE plumb_repairs_recorded_total counter\nplumb_repairs_recorded_total {recorded}\n# HELP plumb_repairs_completed_total Kept undo steps that a retry completed.\n# TYPE plumb_repairs_completed_total counter\nplumb_repairs_completed_total {done}\n",
             dns_metrics.render()
         )
     });
 
     heal_firewall(ctl.clone(), restores)?;
     orphans::start(ctl.clone());
+    retry_repairs(ctl.clone());
 
     let _ = std::fs::remove_file(&socket);
     let listener = tokio::net::UnixListener::bind(&socket)
@@ -257,6 +259,21 @@ fn heal_firewall(
         }
     });
     Ok(())
+}
+
+/// Retries failed undo steps every few seconds while some are pending.
+fn retry_repairs(ctl: Arc<Controller>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            if ctl.repair_counts().2 > 0 {
+                let left = ctl.repair().await;
+                if left > 0 {
+                    tracing::warn!(pending = left, "repair items still pending");
+                }
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -1,6 +1,7 @@
 //! Endpoint operations: create, delete, join, leave, and connect/disconnect (both at once).
 
 use super::gateway::{self, Candidate};
+use super::repair::RepairAction;
 use super::state::State;
 use super::{driver_err, encode, Controller};
 use crate::driver::DefaultRoute;
@@ -92,14 +93,18 @@ impl Controller {
         if let Err(e) = self.plumb_in(&mut st, ep.clone(), new_rev).await {
             self.release_ports(&mut st, &sb_id, &ep.ports);
             let (old, _) = previous.clone();
-            let _ = self
-                .commit(vec![Op::Put {
-                    key: endpoint_key(&net_id, &ep_id),
-                    value: encode(&old),
-                    expect: Expect::Any,
-                    lease: None,
-                }])
-                .await;
+            let key = endpoint_key(&net_id, &ep_id);
+            if let Err(undo) = self
+                .commit(vec![Op::put(key.clone(), encode(&old), Expect::Any)])
+                .await
+            {
+                let action = RepairAction::StoreWrite {
+                    key,
+                    value: Some(encode(&old)),
+                };
+                self.repairs
+                    .record("unrecord join", &old.name, action, &undo);
+            }
             st.endpoints.insert(ep_id, previous);
             return Err(e);
         }
@@ -140,7 +145,12 @@ impl Controller {
             Ok(r) => r,
             Err(e) => {
                 // Put it back as it was.
-                let _ = self.plumb_in(&mut st, ep, rev).await;
+                let name = ep.name.clone();
+                if let Err(undo) = self.plumb_in(&mut st, ep, rev).await {
+                    let action = RepairAction::Replumb(ep_id);
+                    self.repairs
+                        .record("plumb endpoint again", name, action, &undo);
+                }
                 return Err(e);
             }
         };
@@ -194,12 +204,14 @@ impl Controller {
         st.phases.mark("commit");
         if let Err(e) = self.plumb_in(&mut st, ep.clone(), rev).await {
             self.release_ports(&mut st, &sb_id, &ep.ports);
-            let _ = self
-                .commit(vec![Op::Delete {
-                    key,
-                    expect: Expect::Any,
-                }])
-                .await;
+            if let Err(undo) = self
+                .commit(vec![Op::delete(key.clone(), Expect::Any)])
+                .await
+            {
+                let action = RepairAction::StoreWrite { key, value: None };
+                self.repairs
+                    .record("unrecord endpoint", &ep.name, action, &undo);
+            }
             forget_endpoint(&mut st, &ep);
             return Err(e);
         }
@@ -230,7 +242,12 @@ impl Controller {
             }])
             .await
         {
-            let _ = self.plumb_in(&mut st, ep, rev).await;
+            let name = ep.name.clone();
+            if let Err(undo) = self.plumb_in(&mut st, ep, rev).await {
+                let action = RepairAction::Replumb(ep_id);
+                self.repairs
+                    .record("plumb endpoint again", name, action, &undo);
+            }
             return Err(e);
         }
         self.release_ports(&mut st, &sb_id, &ep.ports);
@@ -392,8 +409,20 @@ impl Controller {
                 Some(p) => st.endpoints.insert(ep.id.clone(), p),
                 None => st.endpoints.remove(&ep.id),
             };
-            let _ = driver.leave(&net, &ep, &sb).await;
-            let _ = self.refresh_sandbox(st, &sb_id).await;
+            if let Err(undo) = driver.leave(&net, &ep, &sb).await {
+                let action = RepairAction::Leave {
+                    network: Box::new(net.clone()),
+                    endpoint: Box::new(ep.clone()),
+                    sandbox: Box::new(sb.clone()),
+                };
+                self.repairs
+                    .record("leave sandbox", &ep.name, action, &undo);
+            }
+            if let Err(undo) = self.refresh_sandbox(st, &sb_id).await {
+                let action = RepairAction::RefreshSandbox(sb_id.clone());
+                self.repairs
+                    .record("refresh sandbox", &sb.spec.name, action, &undo);
+            }
             return Err(e);
         }
         self.names.add(&sb, &ep, net.spec.internal);
@@ -419,7 +448,11 @@ impl Controller {
         if let Err(e) = driver.leave(&net, ep, &sb).await {
             self.names.add(&sb, ep, net.spec.internal);
             st.sb_mut(&sb_id)?.endpoints.insert(ep.id.clone());
-            let _ = self.refresh_sandbox(st, &sb_id).await;
+            if let Err(undo) = self.refresh_sandbox(st, &sb_id).await {
+                let action = RepairAction::RefreshSandbox(sb_id.clone());
+                self.repairs
+                    .record("refresh sandbox", &sb.spec.name, action, &undo);
+            }
             return Err(driver_err(&net.spec.driver, e));
         }
         Ok(())
@@ -494,10 +527,19 @@ impl Controller {
                         v6: e.gateway_v6,
                     });
                 if changed {
-                    let _ = self
+                    if let Err(undo) = self
                         .os
                         .set_default_route(&sandbox, old_route.as_ref())
-                        .await;
+                        .await
+                    {
+                        let action = RepairAction::RefreshSandbox(sb_id.clone());
+                        self.repairs.record(
+                            "restore default route",
+                            &sandbox.spec.name,
+                            action,
+                            &undo,
+                        );
+                    }
                 }
                 return Err(e);
             }

@@ -9,11 +9,13 @@ mod gateway;
 mod network;
 mod ports;
 mod reconcile;
+mod repair;
 mod sandbox;
 mod state;
 
 pub use gateway::{pick as pick_gateway, Candidate};
 pub use network::NetworkView;
+pub use repair::{Repair, RepairAction};
 pub use sandbox::SandboxView;
 
 use crate::driver::{NetworkDriver, SandboxOs, SandboxResolver};
@@ -74,6 +76,8 @@ pub struct Controller {
     names: Arc<NameIndex>,
     /// Port mappings published now, readable without the lock (metrics).
     published: std::sync::atomic::AtomicUsize,
+    /// Inverse steps that failed, waiting for a retry.
+    repairs: repair::Repairs,
 }
 
 impl Controller {
@@ -96,6 +100,7 @@ impl Controller {
             events,
             names,
             published: Default::default(),
+            repairs: Default::default(),
         };
         ctl.load_and_reconcile().await?;
         ctl.ensure_predefined().await?;
@@ -132,6 +137,16 @@ impl Controller {
     /// The pools subnets are chosen from when a network names none.
     pub fn default_pools(&self) -> &[DefaultPool] {
         &self.config.default_pools
+    }
+
+    /// Repair items waiting for a retry (failed inverse steps).
+    pub fn pending_repairs(&self) -> Vec<Repair> {
+        self.repairs.pending()
+    }
+
+    /// Repair items recorded and completed since start, and pending now.
+    pub fn repair_counts(&self) -> (u64, u64, usize) {
+        self.repairs.counts()
     }
 
     /// How many port mappings are published now.

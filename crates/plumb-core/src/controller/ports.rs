@@ -116,7 +116,13 @@ impl Controller {
             if !revoke.is_empty() {
                 if let Ok(d) = self.driver(&net.spec.driver) {
                     if let Err(e) = d.revoke_external(net, ep, &revoke).await {
-                        tracing::warn!(sandbox = %sb.spec.name, error = %e, "withdrawing published ports failed");
+                        let action = super::repair::RepairAction::Revoke {
+                            network: Box::new((*net).clone()),
+                            endpoint: Box::new((*ep).clone()),
+                            ports: revoke.clone(),
+                        };
+                        self.repairs
+                            .record("withdraw published ports", &sb.spec.name, action, &e);
                     }
                 }
             }
@@ -131,7 +137,15 @@ impl Controller {
         if let Err(e) = driver.program_external(net, ep, &program).await {
             if let Some((ep, net)) = &old_ep {
                 if let Ok(d) = self.driver(&net.spec.driver) {
-                    let _ = d.program_external(net, ep, &revoke).await;
+                    if let Err(undo) = d.program_external(net, ep, &revoke).await {
+                        let action = super::repair::RepairAction::Program {
+                            network: Box::new((*net).clone()),
+                            endpoint: Box::new((*ep).clone()),
+                            ports: revoke.clone(),
+                        };
+                        self.repairs
+                            .record("publish ports again", &sb.spec.name, action, &undo);
+                    }
                 }
             }
             return Err(driver_err(&net.spec.driver, e));

@@ -1,5 +1,6 @@
 //! Sandbox operations: create, delete (with all its endpoints), list, inspect.
 
+use super::repair::RepairAction;
 use super::state::SbEntry;
 use super::{encode, Controller};
 use crate::error::{Error, Result};
@@ -78,14 +79,20 @@ impl Controller {
             if let Some(r) = &self.config.resolver {
                 r.detach(&sb).await;
             }
-            let _ = self.os.delete(&sb).await;
+            if let Err(undo) = self.os.delete(&sb).await {
+                let action = RepairAction::DeleteSandbox(Box::new(sb.clone()));
+                self.repairs
+                    .record("remove namespace", &sb.spec.name, action, &undo);
+            }
             self.release_ports(&mut st, &sb.id, &sb.spec.ports);
-            let _ = self
-                .commit(vec![Op::Delete {
-                    key,
-                    expect: Expect::Any,
-                }])
-                .await;
+            if let Err(undo) = self
+                .commit(vec![Op::delete(key.clone(), Expect::Any)])
+                .await
+            {
+                let action = RepairAction::StoreWrite { key, value: None };
+                self.repairs
+                    .record("unrecord sandbox", &sb.spec.name, action, &undo);
+            }
             return Err(Error::Os {
                 sandbox: sb.spec.name.clone(),
                 source: e,
@@ -138,9 +145,11 @@ impl Controller {
         if let Some(r) = &self.config.resolver {
             r.detach(&sb).await;
         }
-        // Withdrawing only: cannot fail.
+        // Withdrawing only: a failure becomes a repair item inside, never an error here.
         let was = (entry_gateway.as_ref(), programmed.as_slice());
-        let _ = self.sync_external(&st, &sb, was, (None, &[])).await;
+        if let Err(e) = self.sync_external(&st, &sb, was, (None, &[])).await {
+            tracing::warn!(sandbox = %sb.spec.name, error = %e, "withdrawing published ports failed");
+        }
         self.release_ports(&mut st, &id, &sb.spec.ports);
         for ep in &eps {
             self.release_ports(&mut st, &id, &ep.ports);
