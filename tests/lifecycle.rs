@@ -286,3 +286,81 @@ fn exec_sees_the_sandbox_files_and_run_cleans_up() {
         .as_bool()
         .unwrap());
 }
+
+#[test]
+fn sigterm_during_a_burst_of_connects_leaves_nothing_half_made() {
+    let Some(mut h) = host() else { return };
+    h.plumb_ok(&["network", "create", "--subnet", "10.48.0.0/24", "burst"]);
+    let n = 40;
+    let mut keys = Vec::new();
+    for i in 0..n {
+        let (st, v) = h.api(
+            "POST",
+            "/plumb/v1/sandboxes",
+            Some(&json!({"Name": format!("b{i}")})),
+        );
+        assert_eq!(st, 201, "{v}");
+        keys.push(v["Key"].as_str().unwrap().to_owned());
+    }
+    let socket = h.socket.clone();
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = started.clone();
+    let burst = std::thread::spawn(move || {
+        let mut acked = Vec::new();
+        for i in 0..n {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let st = plumb_testkit::TestHost::api_on(
+                &socket,
+                "POST",
+                "/networks/burst/connect",
+                Some(&json!({"Container": format!("b{i}")})),
+            )
+            .0;
+            if st == 200 {
+                acked.push(i);
+            }
+        }
+        acked
+    });
+    wait_for("the burst is under way", || {
+        started.load(std::sync::atomic::Ordering::SeqCst) >= 8
+    });
+    h.stop(); // SIGTERM, then wait for plumbd to exit
+    let acked = burst.join().unwrap();
+    assert!(
+        !acked.is_empty() && acked.len() < n,
+        "SIGTERM came mid-burst: {acked:?}"
+    );
+    // With plumbd gone, every sandbox is either fully connected or not at all.
+    let mut plumbed = HashSet::new();
+    for (i, key) in keys.iter().enumerate() {
+        let links = h
+            .sh(&format!("nsenter --net={key} ip -o -4 addr show"))
+            .stdout;
+        let eth = h.sh(&format!("nsenter --net={key} ip -o link show")).stdout;
+        let has_link = eth.contains("eth0");
+        let has_addr = links.contains("10.48.0.");
+        assert_eq!(has_link, has_addr, "b{i} is half made: {eth}\n{links}");
+        if has_addr {
+            plumbed.insert(i);
+        }
+    }
+    for i in &acked {
+        assert!(
+            plumbed.contains(i),
+            "acknowledged connect of b{i} is plumbed"
+        );
+    }
+    // After a restart everything answers, and the rest can connect.
+    h.start();
+    for i in 0..n {
+        let sb = sandbox(&h, &format!("b{i}"));
+        let joined = sb["Endpoints"].as_array().is_some_and(|e| !e.is_empty());
+        assert_eq!(joined, plumbed.contains(&i), "b{i} as the kernel had it");
+        if !joined {
+            h.plumb_ok(&["network", "connect", "burst", &format!("b{i}")]);
+        }
+    }
+    let first = ip_on(&h, "b0", "burst");
+    assert!(can_ping(&h, &format!("b{}", n - 1), &first));
+}

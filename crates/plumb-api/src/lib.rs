@@ -62,7 +62,13 @@ impl AppState {
 async fn firewall(
     axum::extract::State(s): axum::extract::State<AppState>,
 ) -> impl axum::response::IntoResponse {
-    let body = s.firewall.as_ref().map(|f| f()).unwrap_or_default();
+    // Listing the table runs the nft command: off the async workers.
+    let body = match s.firewall.clone() {
+        Some(f) => tokio::task::spawn_blocking(move || f())
+            .await
+            .unwrap_or_default(),
+        None => String::new(),
+    };
     ([(axum::http::header::CONTENT_TYPE, "text/plain")], body)
 }
 

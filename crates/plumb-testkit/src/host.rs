@@ -271,7 +271,17 @@ impl TestHost {
 
     /// One HTTP request to plumbd's socket: (status, JSON body or Null).
     pub fn api(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let Ok(mut s) = UnixStream::connect(&self.socket) else {
+        Self::api_on(&self.socket, method, path, body)
+    }
+
+    /// One HTTP request to the plumbd at `socket` (for threads that do not own the host).
+    pub fn api_on(
+        socket: &std::path::Path,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let Ok(mut s) = UnixStream::connect(socket) else {
             return (0, Value::Null);
         };
         let data = body.map(|b| b.to_string()).unwrap_or_default();

@@ -17,6 +17,8 @@ use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// jemalloc gives freed memory back to the OS: with glibc's allocator plumbd's RSS kept
 /// growing over rounds of creating and removing 1,000 sandboxes (40 -> 83 MB over 10 rounds)
@@ -195,9 +197,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         )
     });
 
-    heal_firewall(ctl.clone(), restores)?;
-    orphans::start(ctl.clone());
-    retry_repairs(ctl.clone());
+    // plumbd's own background tasks: tracked, and stopped on shutdown after the API has
+    // finished the requests in flight.
+    let tasks = TaskTracker::new();
+    let stop = CancellationToken::new();
+    heal_firewall(ctl.clone(), restores, &tasks, stop.clone())?;
+    orphans::start(ctl.clone(), &tasks, stop.clone());
+    retry_repairs(ctl.clone(), &tasks, stop.clone());
 
     let _ = std::fs::remove_file(&socket);
     let listener = tokio::net::UnixListener::bind(&socket)
@@ -223,6 +229,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         shutdown_signal(),
     )
     .await?;
+    stop.cancel();
+    tasks.close();
+    if tokio::time::timeout(std::time::Duration::from_secs(5), tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background tasks did not stop within 5 s");
+    }
     tracing::info!("plumbd stopped; kernel state left in place");
     Ok(())
 }
@@ -231,14 +245,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
 fn heal_firewall(
     ctl: Arc<Controller>,
     restores: Arc<std::sync::atomic::AtomicU64>,
+    tasks: &TaskTracker,
+    stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     plumb_linux::nft_watch::watch(move || {
         // A full channel means a check is already pending.
         let _ = tx.try_send(());
     })?;
-    tokio::spawn(async move {
-        while rx.recv().await.is_some() {
+    tasks.spawn(async move {
+        loop {
+            let woke = tokio::select! {
+                _ = stop.cancelled() => return,
+                w = rx.recv() => w,
+            };
+            if woke.is_none() {
+                return;
+            }
             // Let a burst of changes settle, then look once.
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             while rx.try_recv().is_ok() {}
@@ -262,10 +285,13 @@ fn heal_firewall(
 }
 
 /// Retries failed undo steps every few seconds while some are pending.
-fn retry_repairs(ctl: Arc<Controller>) {
-    tokio::spawn(async move {
+fn retry_repairs(ctl: Arc<Controller>, tasks: &TaskTracker, stop: CancellationToken) {
+    tasks.spawn(async move {
         loop {
-            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            }
             if ctl.repair_counts().2 > 0 {
                 let left = ctl.repair().await;
                 if left > 0 {

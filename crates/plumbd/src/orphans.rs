@@ -5,16 +5,21 @@
 use plumb_core::Controller;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// How often owners are checked.
 const PERIOD: Duration = Duration::from_secs(1);
 
-/// Starts the task that removes orphaned sandboxes.
-pub fn start(ctl: Arc<Controller>) {
-    tokio::spawn(async move {
+/// Starts the task that removes orphaned sandboxes, until `stop`.
+pub fn start(ctl: Arc<Controller>, tasks: &TaskTracker, stop: CancellationToken) {
+    tasks.spawn(async move {
         loop {
             reap_once(&ctl).await;
-            tokio::time::sleep(PERIOD).await;
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(PERIOD) => {}
+            }
         }
     });
 }
