@@ -86,6 +86,12 @@ pub struct CreateArgs {
     /// Label key=value.
     #[arg(long)]
     label: Vec<String>,
+    /// IPAM driver (default: the built-in one).
+    #[arg(long, default_value = "default")]
+    ipam_driver: String,
+    /// IPAM driver option key=value (repeatable).
+    #[arg(long)]
+    ipam_opt: Vec<String>,
 }
 
 /// `network ls`.
@@ -224,7 +230,11 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> anyhow::Result<()> {
                 "Internal": a.internal,
                 "Attachable": a.attachable,
                 "EnableIPv6": a.ipv6,
-                "IPAM": {"Driver": "default", "Config": ipam_config(&a)?},
+                "IPAM": {
+                    "Driver": a.ipam_driver,
+                    "Config": ipam_config(&a)?,
+                    "Options": if a.ipam_opt.is_empty() { Value::Null } else { Value::Object(kv("--ipam-opt", &a.ipam_opt)?) },
+                },
                 "Options": kv("--opt", &a.opt)?,
                 "Labels": kv("--label", &a.label)?,
             });

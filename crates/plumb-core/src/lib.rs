@@ -20,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod ipam;
+pub mod ipam_driver;
 pub mod journal;
 pub mod model;
 pub mod names;

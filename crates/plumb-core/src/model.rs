@@ -82,6 +82,9 @@ pub struct Pool {
     pub gateway: Option<IpAddr>,
     /// Auxiliary addresses.
     pub aux_addresses: BTreeMap<String, IpAddr>,
+    /// The id the network's IPAM driver gave the pool.
+    #[serde(default)]
+    pub pool_id: String,
 }
 
 /// A network as stored.

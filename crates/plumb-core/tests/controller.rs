@@ -729,3 +729,220 @@ async fn a_failed_inverse_is_kept_as_a_repair_item_and_completed_later() {
         .await
         .unwrap();
 }
+
+/// An IPAM driver of its own (as a remote plugin is): pools from 10.77.0.0/16 in /24s, every
+/// call logged.
+#[derive(Default)]
+struct LoggingIpam {
+    calls: Mutex<Vec<String>>,
+    next_pool: std::sync::atomic::AtomicU32,
+    next_addr: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait]
+impl plumb_core::ipam_driver::Ipam for LoggingIpam {
+    fn name(&self) -> &str {
+        "logging"
+    }
+    async fn request_pool(
+        &self,
+        req: &plumb_core::ipam_driver::PoolRequest,
+    ) -> Result<plumb_core::ipam_driver::PoolGrant, BoxError> {
+        let n = self.next_pool.fetch_add(1, Ordering::SeqCst);
+        let pool: ipnet::IpNet = req
+            .pool
+            .unwrap_or_else(|| format!("10.77.{n}.0/24").parse().unwrap());
+        self.calls.lock().unwrap().push(format!(
+            "RequestPool {pool} opts={:?}",
+            req.options.get("k")
+        ));
+        Ok(plumb_core::ipam_driver::PoolGrant {
+            pool_id: format!("logging-{pool}"),
+            pool,
+            data: BTreeMap::new(),
+        })
+    }
+    async fn release_pool(&self, id: &str) -> Result<(), BoxError> {
+        self.calls.lock().unwrap().push(format!("ReleasePool {id}"));
+        Ok(())
+    }
+    async fn request_address(
+        &self,
+        pool_id: &str,
+        address: Option<IpAddr>,
+        options: &BTreeMap<String, String>,
+    ) -> Result<ipnet::IpNet, BoxError> {
+        let ip = address.unwrap_or_else(|| {
+            let n = self.next_addr.fetch_add(1, Ordering::SeqCst);
+            format!("10.77.0.{}", 100 + n).parse().unwrap()
+        });
+        let kind = options
+            .get("RequestAddressType")
+            .cloned()
+            .unwrap_or_default();
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("RequestAddress {pool_id} {ip} {kind}"));
+        Ok(ipnet::IpNet::new(ip, 24).unwrap())
+    }
+    async fn release_address(&self, pool_id: &str, ip: IpAddr) -> Result<(), BoxError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("ReleaseAddress {pool_id} {ip}"));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_network_takes_its_addresses_from_the_ipam_driver_it_names() {
+    let ipam = Arc::new(LoggingIpam::default());
+    let store = Arc::new(MemoryStore::new());
+    let config = || Config {
+        ipams: vec![ipam.clone()],
+        ..Config::default()
+    };
+    let ctl = Controller::new(
+        config(),
+        store.clone(),
+        Arc::new(FakeOs::default()),
+        vec![Arc::new(FakeBridge::default())],
+    )
+    .await
+    .unwrap();
+    let mut spec = NetworkSpec {
+        name: "ext".into(),
+        driver: "bridge".into(),
+        enable_ipv4: true,
+        ipam_driver: "logging".into(),
+        ipam_options: Some([("k".to_owned(), "v".to_owned())].into()),
+        ..Default::default()
+    };
+    let n = ctl.create_network(spec.clone()).await.unwrap();
+    assert_eq!(n.pools[0].subnet.to_string(), "10.77.0.0/24");
+    assert_eq!(n.pools[0].pool_id, "logging-10.77.0.0/24");
+    ctl.create_sandbox(sb("a")).await.unwrap();
+    let ep = ctl
+        .connect("ext", "a", EndpointSpec::default())
+        .await
+        .unwrap();
+    assert_eq!(ep.ipv4.unwrap().to_string(), "10.77.0.100/24");
+    // A restart does not ask the driver to recreate what exists.
+    let before = ipam.calls.lock().unwrap().len();
+    drop(ctl);
+    let ctl = Controller::new(
+        config(),
+        store,
+        Arc::new(FakeOs::default()),
+        vec![Arc::new(FakeBridge::default())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        ipam.calls.lock().unwrap().len(),
+        before,
+        "no call at restart"
+    );
+    ctl.disconnect("ext", "a").await.unwrap();
+    ctl.delete_network("ext").await.unwrap();
+    assert_eq!(
+        *ipam.calls.lock().unwrap(),
+        vec![
+            "RequestPool 10.77.0.0/24 opts=Some(\"v\")",
+            "RequestAddress logging-10.77.0.0/24 10.77.0.1 com.docker.network.gateway",
+            "RequestAddress logging-10.77.0.0/24 10.77.0.100 ",
+            "ReleaseAddress logging-10.77.0.0/24 10.77.0.100",
+            "ReleaseAddress logging-10.77.0.0/24 10.77.0.1",
+            "ReleasePool logging-10.77.0.0/24",
+        ]
+    );
+    // An IPAM driver nobody provides is refused, naming what is available.
+    spec.name = "nope".into();
+    spec.ipam_driver = "infoblox".into();
+    let err = ctl.create_network(spec).await.unwrap_err();
+    assert!(err.to_string().contains("default, logging"), "{err}");
+}
+
+/// Waits (bounded) until `f` holds.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{what}");
+}
+
+#[tokio::test]
+async fn two_controllers_on_one_store_see_each_others_networks_and_endpoints() {
+    let store = Arc::new(MemoryStore::new());
+    let one = Arc::new(setup_with(store.clone()).await.ctl);
+    let two = Arc::new(setup_with(store.clone()).await.ctl);
+    one.follow();
+    two.follow();
+    one.create_network(net("shared", "10.66.0.0/24"))
+        .await
+        .unwrap();
+    let mut seen = false;
+    for _ in 0..200 {
+        if two.network("shared").await.is_ok() {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(seen, "the second controller sees the network");
+    one.create_sandbox(sb("a")).await.unwrap();
+    let a = one
+        .connect("shared", "a", EndpointSpec::default())
+        .await
+        .unwrap();
+    let b_sb = two.create_sandbox(sb("b")).await.unwrap();
+    // The follower holds a's address: b gets another one.
+    let mut b = None;
+    for _ in 0..200 {
+        if two.network("shared").await.unwrap().endpoints.len() == 1 {
+            b = Some(
+                two.connect("shared", "b", EndpointSpec::default())
+                    .await
+                    .unwrap(),
+            );
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let b = b.expect("a's endpoint shows on the second controller");
+    assert_ne!(a.ipv4, b.ipv4, "one address is never handed out twice");
+    // Names resolve on both sides.
+    let a_ip = a.ipv4.unwrap().addr();
+    let names = two.names();
+    eventually("a resolves in b's sandbox", || {
+        names.lookup(&b_sb.id, "a", false) == plumb_core::names::Lookup::Found(vec![a_ip])
+    })
+    .await;
+    let names_one = one.names();
+    let a_sb = one.sandbox("a").await.unwrap().sandbox.id;
+    let b_ip = b.ipv4.unwrap().addr();
+    eventually("b resolves in a's sandbox", || {
+        names_one.lookup(&a_sb, "b", false) == plumb_core::names::Lookup::Found(vec![b_ip])
+    })
+    .await;
+    // Both list both endpoints; when a leaves, it is gone on the other side too.
+    assert_eq!(two.network("shared").await.unwrap().endpoints.len(), 2);
+    one.disconnect("shared", "a").await.unwrap();
+    eventually("a is gone from b's names", || {
+        names.lookup(&b_sb.id, "a", false) != plumb_core::names::Lookup::Found(vec![a_ip])
+    })
+    .await;
+    let mut left = false;
+    for _ in 0..200 {
+        if two.network("shared").await.unwrap().endpoints.len() == 1 {
+            left = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(left, "the second controller forgot a's endpoint");
+}

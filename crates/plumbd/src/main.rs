@@ -182,6 +182,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         names: Some(names),
         port_holder: Some(Arc::new(plumb_linux::host_ports::HostPorts::new())),
         resolvers: Vec::new(),
+        ipams: Vec::new(),
     };
     let ctl = Arc::new(Controller::new(config, store, os, drivers).await?);
     let dns_metrics = dns_server.metrics();

@@ -8,7 +8,6 @@ use crate::driver::DefaultRoute;
 use crate::error::{Error, Result};
 use crate::events::{now_nanos, Event};
 use crate::ids::{is_id_prefix, EndpointId, NetworkId, SandboxId};
-use crate::ipam::Holder;
 use crate::model::{validate_name, Endpoint, EndpointSpec, MacAddr};
 use crate::store::{endpoint_key, Expect, Op};
 use std::collections::BTreeMap;
@@ -19,7 +18,7 @@ impl Controller {
     pub async fn create_endpoint(&self, network: &str, spec: EndpointSpec) -> Result<Endpoint> {
         let mut st = self.state.lock().await;
         let net_id = st.find_network(network)?;
-        let ep = self.allocate(&mut st, &net_id, spec)?;
+        let ep = self.allocate(&mut st, &net_id, spec).await?;
         let key = endpoint_key(&net_id, &ep.id);
         let rev = match self
             .commit(vec![Op::put(key, encode(&ep), Expect::Absent)])
@@ -27,7 +26,7 @@ impl Controller {
         {
             Ok(rev) => rev,
             Err(e) => {
-                st.net_mut(&net_id)?.release(&ep);
+                self.release_addresses(st.net_mut(&net_id)?, &ep).await;
                 return Err(e);
             }
         };
@@ -53,7 +52,7 @@ impl Controller {
             expect: Expect::At(rev),
         }])
         .await?;
-        forget_endpoint(&mut st, &ep);
+        self.forget_endpoint(&mut st, &ep).await;
         Ok(())
     }
 
@@ -175,11 +174,11 @@ impl Controller {
         if spec.name.is_empty() {
             spec.name = st.sb(&sb_id)?.sb.spec.name.clone();
         }
-        let mut ep = self.allocate(&mut st, &net_id, spec)?;
+        let mut ep = self.allocate(&mut st, &net_id, spec).await?;
         ep.sandbox = Some(sb_id.clone());
         ep.ifname = Some(st.free_ifname(&sb_id));
         if let Err(e) = self.reserve_ports(&mut st, &sb_id, &mut ep.ports) {
-            st.net_mut(&net_id)?.release(&ep);
+            self.release_addresses(st.net_mut(&net_id)?, &ep).await;
             return Err(e);
         }
         st.phases.mark("allocate");
@@ -196,7 +195,7 @@ impl Controller {
             Ok(rev) => rev,
             Err(e) => {
                 self.release_ports(&mut st, &sb_id, &ep.ports);
-                st.net_mut(&net_id)?.release(&ep);
+                self.release_addresses(st.net_mut(&net_id)?, &ep).await;
                 return Err(e);
             }
         };
@@ -212,7 +211,7 @@ impl Controller {
                 self.repairs
                     .record("unrecord endpoint", &ep.name, action, &undo);
             }
-            forget_endpoint(&mut st, &ep);
+            self.forget_endpoint(&mut st, &ep).await;
             return Err(e);
         }
         let ep = st.ep(&ep.id)?.0.clone();
@@ -251,7 +250,7 @@ impl Controller {
             return Err(e);
         }
         self.release_ports(&mut st, &sb_id, &ep.ports);
-        forget_endpoint(&mut st, &ep);
+        self.forget_endpoint(&mut st, &ep).await;
         self.emit(event);
         Ok(())
     }
@@ -286,7 +285,12 @@ impl Controller {
     }
 
     /// Takes addresses and a MAC for a new endpoint. On error nothing stays held.
-    fn allocate(&self, st: &mut State, net_id: &NetworkId, spec: EndpointSpec) -> Result<Endpoint> {
+    async fn allocate(
+        &self,
+        st: &mut State,
+        net_id: &NetworkId,
+        spec: EndpointSpec,
+    ) -> Result<Endpoint> {
         validate_name("EndpointName", &spec.name)?;
         for a in &spec.aliases {
             validate_dns_name(a)?;
@@ -336,40 +340,8 @@ impl Controller {
             }
             return Ok(ep);
         }
-        let holder = Holder::Endpoint(ep.name.clone());
-        for (want, v6) in [(spec.ipv4, false), (spec.ipv6, true)] {
-            let field = if v6 { "IPv6Address" } else { "IPv4Address" };
-            let got = match want {
-                Some(ip) => {
-                    if ip.is_ipv6() != v6 {
-                        Err(Error::invalid(field, format!("{ip} is not an {field}")))
-                    } else if let Some(pool) = entry.pool_for(ip) {
-                        crate::validate::host_address(field, ip, &pool.subnet())
-                            .and_then(|_| pool.reserve(ip, holder.clone(), &net_name))
-                            .map(|_| Some(pool.with_prefix(ip)))
-                    } else {
-                        Err(Error::invalid(
-                            field,
-                            format!("{ip} is not in any subnet of network {net_name}"),
-                        ))
-                    }
-                }
-                None => match entry.pool_of_family(v6) {
-                    Some(pool) => pool
-                        .allocate(holder.clone(), &net_name)
-                        .map(|ip| Some(pool.with_prefix(ip))),
-                    None => Ok(None),
-                },
-            };
-            match got {
-                Ok(a) if v6 => ep.ipv6 = a,
-                Ok(a) => ep.ipv4 = a,
-                Err(e) => {
-                    entry.release(&ep);
-                    return Err(e);
-                }
-            }
-        }
+        self.take_addresses(entry, &mut ep, [(spec.ipv4, false), (spec.ipv6, true)])
+            .await?;
         if ep.mac.is_none() {
             ep.mac = Some(match ep.ipv4.map(|a| a.addr()) {
                 Some(IpAddr::V4(v4)) => MacAddr::from_ipv4(v4),
@@ -576,15 +548,18 @@ fn find_endpoint(st: &State, net_id: &NetworkId, key: &str) -> Result<EndpointId
     }
 }
 
-fn forget_endpoint(st: &mut State, ep: &Endpoint) {
-    if let Some(n) = st.networks.get_mut(&ep.network) {
-        n.release(ep);
-        n.remove_member(ep);
+impl Controller {
+    /// Forgets an endpoint: its addresses go back to IPAM, it leaves its network and sandbox.
+    pub(super) async fn forget_endpoint(&self, st: &mut State, ep: &Endpoint) {
+        if let Some(n) = st.networks.get_mut(&ep.network) {
+            self.release_addresses(n, ep).await;
+            n.remove_member(ep);
+        }
+        if let Some(sb) = ep.sandbox.as_ref().and_then(|s| st.sandboxes.get_mut(s)) {
+            sb.endpoints.remove(&ep.id);
+        }
+        st.endpoints.remove(&ep.id);
     }
-    if let Some(sb) = ep.sandbox.as_ref().and_then(|s| st.sandboxes.get_mut(s)) {
-        sb.endpoints.remove(&ep.id);
-    }
-    st.endpoints.remove(&ep.id);
 }
 
 fn sandbox_name(st: &State, id: &SandboxId) -> String {

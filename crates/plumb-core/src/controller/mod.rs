@@ -4,7 +4,9 @@
 //! one store commit, then drives the kernel through the drivers and the sandbox OS layer,
 //! recording inverses in a [`Journal`] so that a failure leaves nothing half-made.
 
+mod addresses;
 mod endpoint;
+mod follow;
 mod gateway;
 mod network;
 mod ports;
@@ -50,6 +52,8 @@ pub struct Config {
     pub port_holder: Option<Arc<dyn crate::driver::PortHolder>>,
     /// Where drivers not built in are looked for when first named (plugins).
     pub resolvers: Vec<Arc<dyn crate::registry::DriverResolver>>,
+    /// IPAM drivers besides the built-in `default` (remote IPAM plugins).
+    pub ipams: Vec<Arc<dyn crate::ipam_driver::Ipam>>,
 }
 
 impl Default for Config {
@@ -61,6 +65,7 @@ impl Default for Config {
             names: None,
             port_holder: None,
             resolvers: Vec::new(),
+            ipams: Vec::new(),
         }
     }
 }
@@ -71,6 +76,8 @@ pub struct Controller {
     store: Arc<dyn Store>,
     os: Arc<dyn SandboxOs>,
     drivers: crate::registry::DriverRegistry,
+    /// IPAM drivers by name: the built-in `default` and those given in [`Config::ipams`].
+    ipams: std::collections::HashMap<String, Arc<dyn crate::ipam_driver::Ipam>>,
     config: Config,
     events: broadcast::Sender<Event>,
     names: Arc<NameIndex>,
@@ -78,6 +85,27 @@ pub struct Controller {
     published: std::sync::atomic::AtomicUsize,
     /// Inverse steps that failed, waiting for a retry.
     repairs: repair::Repairs,
+    /// The store revision the start-up load read at: following starts there.
+    loaded_revision: std::sync::atomic::AtomicU64,
+    /// Set once [`Controller::follow`] runs: own commits are then recorded in `own`.
+    following: std::sync::atomic::AtomicBool,
+    /// Revisions this controller committed that the follower has not seen yet.
+    own: std::sync::Mutex<std::collections::BTreeSet<Revision>>,
+    /// The follower task, stopped when the controller goes.
+    follower: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if let Some(t) = self
+            .follower
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            t.abort();
+        }
+    }
 }
 
 impl Controller {
@@ -89,6 +117,18 @@ impl Controller {
         drivers: Vec<Arc<dyn NetworkDriver>>,
     ) -> Result<Self> {
         let drivers = crate::registry::DriverRegistry::new(drivers, config.resolvers.clone());
+        let mut ipams: std::collections::HashMap<String, Arc<dyn crate::ipam_driver::Ipam>> =
+            config
+                .ipams
+                .iter()
+                .map(|i| (i.name().to_owned(), i.clone()))
+                .collect();
+        ipams.insert(
+            crate::ipam_driver::DEFAULT_IPAM.to_owned(),
+            Arc::new(crate::ipam_driver::DefaultIpam::new(
+                config.default_pools.clone(),
+            )),
+        );
         let (events, _) = broadcast::channel(1024);
         let names = config.names.clone().unwrap_or_default();
         let ctl = Controller {
@@ -96,11 +136,16 @@ impl Controller {
             store,
             os,
             drivers,
+            ipams,
             config,
             events,
             names,
             published: Default::default(),
             repairs: Default::default(),
+            loaded_revision: Default::default(),
+            following: Default::default(),
+            own: Default::default(),
+            follower: Default::default(),
         };
         ctl.load_and_reconcile().await?;
         ctl.ensure_predefined().await?;
@@ -174,7 +219,14 @@ impl Controller {
     }
 
     async fn commit(&self, ops: Vec<Op>) -> Result<Revision> {
-        Ok(self.store.commit(ops).await?)
+        let rev = self.store.commit(ops).await?;
+        if self.following.load(std::sync::atomic::Ordering::SeqCst) {
+            self.own
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(rev);
+        }
+        Ok(rev)
     }
 }
 

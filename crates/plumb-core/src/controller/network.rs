@@ -1,13 +1,14 @@
 //! Network operations: create, delete, list, inspect, prune.
 
+use super::addresses::{first_host, Planned};
 use super::state::NetEntry;
 use super::{driver_err, encode, Controller, PREDEFINED};
 use crate::error::{Error, Result};
 use crate::events::{now_nanos, Event};
 use crate::ids::NetworkId;
-use crate::ipam::{self, overlaps};
+use crate::ipam::overlaps;
 use crate::journal::Journal;
-use crate::model::{validate_network_name, Endpoint, Network, NetworkSpec, Pool, Sandbox};
+use crate::model::{validate_network_name, Endpoint, Network, NetworkSpec, Sandbox};
 use crate::store::{network_key, Expect, Op};
 use crate::validate;
 use ipnet::IpNet;
@@ -48,15 +49,7 @@ impl Controller {
         if spec.ipam_driver.is_empty() {
             spec.ipam_driver = "default".into();
         }
-        if spec.ipam_driver != "default" {
-            return Err(Error::invalid(
-                "IPAM.Driver",
-                format!(
-                    "IPAM driver {:?} is not available: use \"default\"",
-                    spec.ipam_driver
-                ),
-            ));
-        }
+        let ipam = self.ipam(&spec.ipam_driver)?;
         let driver = self.drivers.resolve(&spec.driver).await?;
         let caps = driver.capabilities();
         let mut network = Network {
@@ -95,7 +88,7 @@ impl Controller {
                 driver: spec.driver,
             });
         }
-        let pools = if caps.needs_addresses {
+        let planned = if caps.needs_addresses {
             let others: Vec<(String, IpNet)> = st
                 .networks
                 .values()
@@ -106,7 +99,10 @@ impl Controller {
                         .map(|p| (n.net.spec.name.clone(), p.subnet))
                 })
                 .collect();
-            self.plan_pools(&spec, &others, &host_routes)?
+            let planned = self.plan_pools(&spec, &others)?;
+            let mut avoid: Vec<IpNet> = others.iter().map(|(_, s)| *s).collect();
+            avoid.extend(host_routes.iter().filter(|r| r.prefix_len() > 0));
+            Some((planned, avoid))
         } else {
             if !spec.pools.is_empty() {
                 return Err(Error::invalid(
@@ -114,28 +110,50 @@ impl Controller {
                     format!("driver {} does not use addresses", spec.driver),
                 ));
             }
-            Vec::new()
+            None
         };
-
+        if let Err(e) = driver.check_options(&network) {
+            return Err(match driver_err(&spec.driver, e) {
+                e @ Error::InvalidParameter { .. } => e,
+                e => Error::invalid("Options", e.to_string()),
+            });
+        }
+        let pools = match planned {
+            Some((planned, avoid)) => {
+                let options = spec.ipam_options.clone().unwrap_or_default();
+                self.grant_pools(&ipam, &spec.name, &planned, &avoid, &options)
+                    .await?
+            }
+            None => Vec::new(),
+        };
         network.pools = pools;
-        network.driver_options =
-            driver
-                .check_options(&network)
-                .map_err(|e| match driver_err(&spec.driver, e) {
+        network.driver_options = match driver.check_options(&network) {
+            Ok(o) => o,
+            Err(e) => {
+                for p in &network.pools {
+                    self.release_pool(&ipam, p).await;
+                }
+                return Err(match driver_err(&spec.driver, e) {
                     e @ Error::InvalidParameter { .. } => e,
                     e => Error::invalid("Options", e.to_string()),
-                })?;
-        let entry = NetEntry::new(network.clone(), 0)?;
+                });
+            }
+        };
+        let entry = NetEntry::new(network.clone(), 0);
 
         let key = network_key(&network.id);
-        let rev = self
-            .commit(vec![Op::Put {
-                key: key.clone(),
-                value: encode(&network),
-                expect: Expect::Absent,
-                lease: None,
-            }])
-            .await?;
+        let rev = match self
+            .commit(vec![Op::put(key.clone(), encode(&network), Expect::Absent)])
+            .await
+        {
+            Ok(rev) => rev,
+            Err(e) => {
+                for p in &network.pools {
+                    self.release_pool(&ipam, p).await;
+                }
+                return Err(e);
+            }
+        };
         let mut journal = Journal::new();
         let store = self.store.clone();
         journal.push("forget network", async move {
@@ -150,6 +168,9 @@ impl Controller {
         });
         if let Err(e) = driver.create_network(&network).await {
             journal.rollback().await;
+            for p in &network.pools {
+                self.release_pool(&ipam, p).await;
+            }
             return Err(driver_err(&network.spec.driver, e));
         }
         journal.commit();
@@ -163,14 +184,11 @@ impl Controller {
         Ok(network)
     }
 
-    /// Works out the pools of a new network from what the user asked and the defaults.
-    fn plan_pools(
-        &self,
-        spec: &NetworkSpec,
-        others: &[(String, IpNet)],
-        host_routes: &[IpNet],
-    ) -> Result<Vec<Pool>> {
-        let mut pools: Vec<Pool> = Vec::new();
+    /// Works out the pools of a new network from what the user asked: subnets checked and
+    /// kept apart from other networks' (`others`), one pool to be picked by the IPAM driver
+    /// for each enabled family the user gave no subnet of.
+    fn plan_pools(&self, spec: &NetworkSpec, others: &[(String, IpNet)]) -> Result<Vec<Planned>> {
+        let mut pools: Vec<Planned> = Vec::new();
         for (i, req) in spec.pools.iter().enumerate() {
             let field = |f: &str| format!("IPAM.Config[{i}].{f}");
             let Some(subnet) = req.subnet else {
@@ -209,7 +227,11 @@ impl Controller {
             if let Some((other, other_subnet)) = others
                 .iter()
                 .map(|(n, s)| (n.clone(), *s))
-                .chain(pools.iter().map(|p| (spec.name.clone(), p.subnet)))
+                .chain(
+                    pools
+                        .iter()
+                        .filter_map(|p| Some((spec.name.clone(), p.subnet?))),
+                )
                 .find(|(_, s)| overlaps(s, &subnet))
             {
                 return Err(Error::SubnetOverlap {
@@ -253,38 +275,31 @@ impl Controller {
                     ));
                 }
             }
-            pools.push(Pool {
-                subnet,
+            pools.push(Planned {
+                subnet: Some(subnet),
                 ip_range: req.ip_range,
                 gateway,
-                aux_addresses: req.aux_addresses.clone(),
+                aux: req.aux_addresses.clone(),
+                v6,
             });
         }
-        let mut taken: Vec<IpNet> = others.iter().map(|(_, s)| *s).collect();
-        taken.extend(host_routes.iter().filter(|r| r.prefix_len() > 0));
         for v6 in [false, true] {
             let enabled = if v6 {
                 spec.enable_ipv6
             } else {
                 spec.enable_ipv4
             };
-            let have = pools.iter().any(|p| matches!(p.subnet, IpNet::V6(_)) == v6);
-            if enabled && !have {
-                let mut candidates = self.config.default_pools.clone();
-                if v6 {
-                    candidates.push(ipam::default_v6_pool());
-                }
-                let subnet = ipam::pick_subnet(&candidates, v6, &taken)?;
-                taken.push(subnet);
-                pools.push(Pool {
-                    subnet,
+            if enabled && !pools.iter().any(|p| p.v6 == v6) {
+                pools.push(Planned {
+                    subnet: None,
                     ip_range: None,
-                    gateway: first_host(subnet),
-                    aux_addresses: BTreeMap::new(),
+                    gateway: None,
+                    aux: BTreeMap::new(),
+                    v6,
                 });
             }
         }
-        pools.sort_by_key(|p| matches!(p.subnet, IpNet::V6(_)));
+        pools.sort_by_key(|p| p.v6);
         Ok(pools)
     }
 
@@ -320,6 +335,16 @@ impl Controller {
         .await?;
         st.networks.remove(&id);
         st.net_names.remove(&network.spec.name);
+        match self.ipam(&network.spec.ipam_driver) {
+            Ok(ipam) => {
+                for p in &network.pools {
+                    self.release_pool(&ipam, p).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(network = %network.spec.name, error = %e, "IPAM driver gone: pools not released")
+            }
+        }
         drop(st);
         // The store no longer knows the network; if the kernel refuses now, the sweep at the
         // next start removes what is left.
@@ -393,21 +418,6 @@ impl Controller {
         }
         deleted.sort();
         Ok(deleted)
-    }
-}
-
-/// The first host address of a subnet (the conventional gateway).
-fn first_host(subnet: IpNet) -> Option<std::net::IpAddr> {
-    if subnet.prefix_len() >= subnet.max_prefix_len() - 1 {
-        return None;
-    }
-    match subnet.network() {
-        std::net::IpAddr::V4(a) => {
-            Some(std::net::Ipv4Addr::from(u32::from(a).wrapping_add(1)).into())
-        }
-        std::net::IpAddr::V6(a) => {
-            Some(std::net::Ipv6Addr::from(u128::from(a).wrapping_add(1)).into())
-        }
     }
 }
 

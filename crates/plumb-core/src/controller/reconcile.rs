@@ -3,18 +3,23 @@
 use super::state::{NetEntry, SbEntry};
 use super::{decode, Controller};
 use crate::error::{Error, Result};
-use crate::ipam::Holder;
 use crate::model::{Endpoint, Network, NetworkSpec, Sandbox};
 use std::collections::BTreeSet;
 
 impl Controller {
     pub(super) async fn load_and_reconcile(&self) -> Result<()> {
         let mut st = self.state.lock().await;
+        // Read the revision first: anything committed after it is seen by the follower, and
+        // applying a change twice is harmless.
+        let revision = self.store.list("networks/").await?.revision;
+        self.loaded_revision
+            .store(revision, std::sync::atomic::Ordering::SeqCst);
         for e in self.store.list("networks/").await?.entries {
-            let n: Network = decode(&e.key, &e.value)?;
+            let mut n: Network = decode(&e.key, &e.value)?;
+            self.restore_pools(&mut n).await?;
             st.net_names.insert(n.spec.name.clone(), n.id.clone());
             st.networks
-                .insert(n.id.clone(), NetEntry::new(n, e.revision)?);
+                .insert(n.id.clone(), NetEntry::new(n, e.revision));
         }
         for e in self.store.list("sandboxes/").await?.entries {
             let sb: Sandbox = decode(&e.key, &e.value)?;
@@ -38,13 +43,7 @@ impl Controller {
                 tracing::warn!(endpoint = %ep.name, "endpoint of an unknown network ignored");
                 continue;
             };
-            let holder = Holder::Endpoint(ep.name.clone());
-            let name = n.net.spec.name.clone();
-            for a in [ep.ipv4, ep.ipv6].into_iter().flatten() {
-                if let Some(p) = n.pool_for(a.addr()) {
-                    p.reserve(a.addr(), holder.clone(), &name)?;
-                }
-            }
+            self.restore_addresses(n, &ep).await?;
             n.add_member(&ep);
             if ep.sandbox.is_some() {
                 joined.push((ep.clone(), e.revision));
@@ -83,6 +82,12 @@ impl Controller {
                 .as_ref()
                 .is_some_and(|s| st.sandboxes.contains_key(s));
             if !sb_ok {
+                // Joined in a sandbox of another controller sharing this store.
+                let internal = st
+                    .networks
+                    .get(&ep.network)
+                    .is_some_and(|n| n.net.spec.internal);
+                self.add_remote_names(&ep, internal);
                 continue;
             }
             if let Some(sb) = &ep.sandbox {

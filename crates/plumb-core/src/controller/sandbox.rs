@@ -161,7 +161,7 @@ impl Controller {
                 }
             }
             if let Some(n) = st.networks.get_mut(&ep.network) {
-                n.release(ep);
+                self.release_addresses(n, ep).await;
                 n.remove_member(ep);
             }
             st.endpoints.remove(&ep.id);

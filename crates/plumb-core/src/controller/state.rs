@@ -2,55 +2,55 @@
 
 use crate::error::{Error, Result};
 use crate::ids::{is_full_id, is_id_prefix, EndpointId, NetworkId, SandboxId};
-use crate::ipam::{AddressPool, Holder};
+use crate::ipam::Holder;
 use crate::model::{Endpoint, Network, Sandbox};
 use crate::ports::{PortMapping, Proto};
 use crate::store::Revision;
 use std::collections::{BTreeSet, HashMap};
 
-/// A network with its allocator and its endpoints.
+/// A network with the addresses held in it and its endpoints. The addresses themselves come
+/// from the network's IPAM driver; `held` names who holds each, for clear errors.
 pub(super) struct NetEntry {
     pub net: Network,
     pub rev: Revision,
-    pub pools: Vec<AddressPool>,
+    pub held: HashMap<std::net::IpAddr, Holder>,
     pub endpoints: BTreeSet<EndpointId>,
     /// Endpoint names in use, for O(1) uniqueness checks.
     pub names: std::collections::HashSet<String>,
 }
 
 impl NetEntry {
-    /// Builds the allocator of a stored network: gateway and auxiliary addresses held.
-    pub fn new(net: Network, rev: Revision) -> Result<Self> {
-        let mut pools = Vec::new();
+    /// The entry of a network whose gateway and auxiliary addresses are held.
+    pub fn new(net: Network, rev: Revision) -> Self {
+        let mut held = HashMap::new();
         for p in &net.pools {
-            let mut ap = AddressPool::new(p.subnet, p.ip_range);
             if let Some(gw) = p.gateway {
-                ap.reserve(gw, Holder::Gateway, &net.spec.name)?;
+                held.insert(gw, Holder::Gateway);
             }
             for (name, ip) in &p.aux_addresses {
-                ap.reserve(*ip, Holder::Aux(name.clone()), &net.spec.name)?;
+                held.insert(*ip, Holder::Aux(name.clone()));
             }
-            pools.push(ap);
         }
-        Ok(NetEntry {
+        NetEntry {
             net,
             rev,
-            pools,
+            held,
             endpoints: BTreeSet::new(),
             names: Default::default(),
-        })
+        }
     }
 
-    /// The allocator whose subnet holds `ip`.
-    pub fn pool_for(&mut self, ip: std::net::IpAddr) -> Option<&mut AddressPool> {
-        self.pools.iter_mut().find(|p| p.subnet().contains(&ip))
+    /// The pool whose subnet holds `ip`.
+    pub fn pool_for(&self, ip: std::net::IpAddr) -> Option<&crate::model::Pool> {
+        self.net.pools.iter().find(|p| p.subnet.contains(&ip))
     }
 
-    /// The first allocator of the family.
-    pub fn pool_of_family(&mut self, v6: bool) -> Option<&mut AddressPool> {
-        self.pools
-            .iter_mut()
-            .find(|p| matches!(p.subnet(), ipnet::IpNet::V6(_)) == v6)
+    /// The first pool of the family.
+    pub fn pool_of_family(&self, v6: bool) -> Option<&crate::model::Pool> {
+        self.net
+            .pools
+            .iter()
+            .find(|p| matches!(p.subnet, ipnet::IpNet::V6(_)) == v6)
     }
 
     /// Records an endpoint as a member.
@@ -63,15 +63,6 @@ impl NetEntry {
     pub fn remove_member(&mut self, ep: &Endpoint) {
         self.endpoints.remove(&ep.id);
         self.names.remove(&ep.name);
-    }
-
-    /// Releases the endpoint's addresses.
-    pub fn release(&mut self, ep: &Endpoint) {
-        for a in [ep.ipv4, ep.ipv6].into_iter().flatten() {
-            if let Some(p) = self.pool_for(a.addr()) {
-                p.release(a.addr());
-            }
-        }
     }
 }
 

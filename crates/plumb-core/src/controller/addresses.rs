@@ -1,0 +1,366 @@
+//! Pools and addresses through the network's IPAM driver: granting a new network's pools
+//! (with its gateway and auxiliary addresses), taking and giving back endpoint addresses,
+//! restoring the built-in driver's state at start, releasing at removal.
+
+use super::state::NetEntry;
+use super::Controller;
+use crate::error::{Error, Result};
+use crate::ipam::{overlaps, Holder};
+use crate::ipam_driver::{
+    Ipam, IpamError, PoolRequest, DEFAULT_IPAM, GATEWAY_ADDRESS, LOCAL_SPACE, REQUEST_ADDRESS_TYPE,
+};
+use crate::model::{Endpoint, Network, Pool};
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// A pool as planned from the user's request, before the IPAM driver grants it.
+#[derive(Debug, Clone)]
+pub(super) struct Planned {
+    /// The subnet asked for (the driver picks one when absent).
+    pub subnet: Option<IpNet>,
+    /// Where dynamic addresses come from.
+    pub ip_range: Option<IpNet>,
+    /// The gateway asked for (the subnet's first address when absent).
+    pub gateway: Option<IpAddr>,
+    /// Auxiliary addresses.
+    pub aux: BTreeMap<String, IpAddr>,
+    /// An IPv6 pool.
+    pub v6: bool,
+}
+
+/// How often a driver-picked pool that collides with a host route is declined before
+/// giving up.
+const DECLINES: usize = 256;
+
+fn ipam_err(driver: &str, e: crate::BoxError) -> Error {
+    match e.downcast::<IpamError>() {
+        Ok(e) => match *e {
+            IpamError::NoPool { family } => Error::NoAvailablePool { family },
+            other => Error::invalid("IPAM", other.to_string()),
+        },
+        Err(source) => Error::Driver {
+            driver: format!("IPAM {driver}"),
+            source,
+        },
+    }
+}
+
+/// The conventional gateway: the subnet's first host address.
+pub(super) fn first_host(subnet: IpNet) -> Option<IpAddr> {
+    if subnet.prefix_len() >= subnet.max_prefix_len() - 1 {
+        return None;
+    }
+    match subnet.network() {
+        IpAddr::V4(a) => Some(std::net::Ipv4Addr::from(u32::from(a).wrapping_add(1)).into()),
+        IpAddr::V6(a) => Some(std::net::Ipv6Addr::from(u128::from(a).wrapping_add(1)).into()),
+    }
+}
+
+impl Controller {
+    /// The IPAM driver called `name`.
+    pub(super) fn ipam(&self, name: &str) -> Result<Arc<dyn Ipam>> {
+        let name = if name.is_empty() { DEFAULT_IPAM } else { name };
+        self.ipams.get(name).cloned().ok_or_else(|| {
+            let mut known: Vec<&str> = self.ipams.keys().map(String::as_str).collect();
+            known.sort();
+            Error::invalid(
+                "IPAM.Driver",
+                format!(
+                    "IPAM driver {name:?} is not available: available are {}",
+                    known.join(", ")
+                ),
+            )
+        })
+    }
+
+    /// Asks `ipam` for the planned pools, their gateways and auxiliary addresses; a pool the
+    /// driver picks that collides with `avoid` (host routes, other networks) is declined.
+    /// All or nothing: on failure everything granted is given back.
+    pub(super) async fn grant_pools(
+        &self,
+        ipam: &Arc<dyn Ipam>,
+        network: &str,
+        planned: &[Planned],
+        avoid: &[IpNet],
+        options: &BTreeMap<String, String>,
+    ) -> Result<Vec<Pool>> {
+        let mut granted: Vec<Pool> = Vec::new();
+        let result = self
+            .grant_each(ipam, network, planned, avoid, options, &mut granted)
+            .await;
+        if result.is_err() {
+            for p in &granted {
+                self.release_pool(ipam, p).await;
+            }
+            return result.map(|_| Vec::new());
+        }
+        Ok(granted)
+    }
+
+    async fn grant_each(
+        &self,
+        ipam: &Arc<dyn Ipam>,
+        network: &str,
+        planned: &[Planned],
+        avoid: &[IpNet],
+        options: &BTreeMap<String, String>,
+        granted: &mut Vec<Pool>,
+    ) -> Result<()> {
+        let name = ipam.name().to_owned();
+        for (i, p) in planned.iter().enumerate() {
+            let req = PoolRequest {
+                address_space: LOCAL_SPACE.to_owned(),
+                pool: p.subnet,
+                sub_pool: p.ip_range,
+                options: options.clone(),
+                v6: p.v6,
+            };
+            let mut declined: Vec<String> = Vec::new();
+            let grant = loop {
+                let g = match ipam.request_pool(&req).await {
+                    Ok(g) => g,
+                    Err(e) => {
+                        for d in &declined {
+                            let _ = ipam.release_pool(d).await;
+                        }
+                        return Err(ipam_err(&name, e));
+                    }
+                };
+                let clash = p.subnet.is_none() && avoid.iter().any(|a| overlaps(a, &g.pool));
+                if !clash {
+                    break g;
+                }
+                declined.push(g.pool_id);
+                if declined.len() >= DECLINES {
+                    for d in &declined {
+                        let _ = ipam.release_pool(d).await;
+                    }
+                    return Err(Error::NoAvailablePool {
+                        family: if p.v6 { "IPv6" } else { "IPv4" },
+                    });
+                }
+            };
+            for d in &declined {
+                if let Err(e) = ipam.release_pool(d).await {
+                    tracing::warn!(pool = %d, error = %e, "giving back a declined pool failed");
+                }
+            }
+            let mut pool = Pool {
+                subnet: grant.pool,
+                ip_range: p.ip_range,
+                gateway: None,
+                aux_addresses: BTreeMap::new(),
+                pool_id: grant.pool_id,
+            };
+            let field = |f: &str| format!("IPAM.Config[{i}].{f}");
+            let gateway = p.gateway.or_else(|| first_host(grant.pool));
+            if let Some(gw) = gateway {
+                if let Err(e) = crate::validate::host_address(&field("Gateway"), gw, &grant.pool) {
+                    granted.push(pool);
+                    return Err(e);
+                }
+                let mut opts = BTreeMap::new();
+                opts.insert(REQUEST_ADDRESS_TYPE.to_owned(), GATEWAY_ADDRESS.to_owned());
+                let got = ipam.request_address(&pool.pool_id, Some(gw), &opts).await;
+                if let Err(e) = got {
+                    granted.push(pool);
+                    return Err(match ipam_err(&name, e) {
+                        Error::InvalidParameter { reason, .. } => {
+                            Error::invalid(field("Gateway"), reason)
+                        }
+                        e => e,
+                    });
+                }
+                pool.gateway = Some(gw);
+            }
+            for (aux, ip) in &p.aux {
+                let got = ipam
+                    .request_address(&pool.pool_id, Some(*ip), &BTreeMap::new())
+                    .await;
+                if let Err(e) = got {
+                    granted.push(pool);
+                    return Err(match ipam_err(&name, e) {
+                        Error::InvalidParameter { reason, .. } => Error::invalid(
+                            field("AuxiliaryAddresses"),
+                            format!("{aux}={ip}: {reason}"),
+                        ),
+                        e => e,
+                    });
+                }
+                pool.aux_addresses.insert(aux.clone(), *ip);
+            }
+            tracing::debug!(network, pool = %pool.subnet, "pool granted");
+            granted.push(pool);
+        }
+        Ok(())
+    }
+
+    /// Gives a pool back with its gateway and auxiliary addresses; failures are logged (the
+    /// built-in driver cannot fail here, a plugin's state is the plugin's).
+    pub(super) async fn release_pool(&self, ipam: &Arc<dyn Ipam>, p: &Pool) {
+        for ip in p.gateway.iter().chain(p.aux_addresses.values()) {
+            if let Err(e) = ipam.release_address(&p.pool_id, *ip).await {
+                tracing::warn!(pool = %p.pool_id, address = %ip, error = %e, "IPAM release failed");
+            }
+        }
+        if let Err(e) = ipam.release_pool(&p.pool_id).await {
+            tracing::warn!(pool = %p.pool_id, error = %e, "IPAM pool release failed");
+        }
+    }
+
+    /// Takes the addresses of a new endpoint: `want` ones where given, else the next free one
+    /// of each family the network has. All or nothing.
+    pub(super) async fn take_addresses(
+        &self,
+        entry: &mut NetEntry,
+        ep: &mut Endpoint,
+        want: [(Option<IpAddr>, bool); 2],
+    ) -> Result<()> {
+        let ipam = self.ipam(&entry.net.spec.ipam_driver)?;
+        let net_name = entry.net.spec.name.clone();
+        for (wanted, v6) in want {
+            let field = if v6 { "IPv6Address" } else { "IPv4Address" };
+            let pool = match wanted {
+                Some(ip) if ip.is_ipv6() != v6 => {
+                    Err(Error::invalid(field, format!("{ip} is not an {field}")))
+                }
+                Some(ip) => match entry.pool_for(ip) {
+                    None => Err(Error::invalid(
+                        field,
+                        format!("{ip} is not in any subnet of network {net_name}"),
+                    )),
+                    Some(p) => match entry.held.get(&ip) {
+                        Some(h) => Err(Error::AddressInUse {
+                            address: ip,
+                            network: net_name.clone(),
+                            holder: h.to_string(),
+                        }),
+                        None => crate::validate::host_address(field, ip, &p.subnet)
+                            .map(|_| Some(p.clone())),
+                    },
+                },
+                None => Ok(entry.pool_of_family(v6).cloned()),
+            };
+            let got = match pool {
+                Ok(Some(pool)) => ipam
+                    .request_address(&pool.pool_id, wanted, &BTreeMap::new())
+                    .await
+                    .map(Some)
+                    .map_err(|e| match e.downcast::<IpamError>() {
+                        Ok(e) => match *e {
+                            IpamError::Exhausted(subnet) => Error::PoolExhausted {
+                                network: net_name.clone(),
+                                subnet: subnet.to_string(),
+                            },
+                            IpamError::InUse(address) => Error::AddressInUse {
+                                address,
+                                network: net_name.clone(),
+                                holder: "another endpoint".into(),
+                            },
+                            other => Error::invalid(field, other.to_string()),
+                        },
+                        Err(source) => Error::Driver {
+                            driver: format!("IPAM {}", ipam.name()),
+                            source,
+                        },
+                    }),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            };
+            match got {
+                Ok(Some(a)) => {
+                    entry
+                        .held
+                        .insert(a.addr(), Holder::Endpoint(ep.name.clone()));
+                    if v6 {
+                        ep.ipv6 = Some(a);
+                    } else {
+                        ep.ipv4 = Some(a);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.release_addresses(entry, ep).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives an endpoint's addresses back.
+    pub(super) async fn release_addresses(&self, entry: &mut NetEntry, ep: &Endpoint) {
+        let Ok(ipam) = self.ipam(&entry.net.spec.ipam_driver) else {
+            return;
+        };
+        for a in [ep.ipv4, ep.ipv6].into_iter().flatten() {
+            let ip = a.addr();
+            if entry.held.get(&ip) != Some(&Holder::Endpoint(ep.name.clone())) {
+                continue;
+            }
+            entry.held.remove(&ip);
+            if let Some(p) = entry.pool_for(ip) {
+                if let Err(e) = ipam.release_address(&p.pool_id, ip).await {
+                    tracing::warn!(address = %ip, error = %e, "IPAM release failed");
+                }
+            }
+        }
+    }
+
+    /// At start: asks the built-in driver for a stored network's pools and held addresses
+    /// again (a plugin keeps its own state and is not asked to recreate it).
+    pub(super) async fn restore_pools(&self, net: &mut Network) -> Result<()> {
+        if !net.spec.ipam_driver.is_empty() && net.spec.ipam_driver != DEFAULT_IPAM {
+            return Ok(());
+        }
+        let ipam = self.ipam(DEFAULT_IPAM)?;
+        for p in &mut net.pools {
+            let req = PoolRequest {
+                address_space: LOCAL_SPACE.to_owned(),
+                pool: Some(p.subnet),
+                sub_pool: p.ip_range,
+                options: BTreeMap::new(),
+                v6: matches!(p.subnet, IpNet::V6(_)),
+            };
+            let g = ipam
+                .request_pool(&req)
+                .await
+                .map_err(|e| ipam_err(DEFAULT_IPAM, e))?;
+            p.pool_id = g.pool_id;
+            for ip in p.gateway.iter().chain(p.aux_addresses.values()) {
+                ipam.request_address(&p.pool_id, Some(*ip), &BTreeMap::new())
+                    .await
+                    .map_err(|e| ipam_err(DEFAULT_IPAM, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// At start: holds a stored endpoint's addresses in the built-in driver again.
+    pub(super) async fn restore_addresses(
+        &self,
+        entry: &mut NetEntry,
+        ep: &Endpoint,
+    ) -> Result<()> {
+        for a in [ep.ipv4, ep.ipv6].into_iter().flatten() {
+            entry
+                .held
+                .insert(a.addr(), Holder::Endpoint(ep.name.clone()));
+        }
+        let d = &entry.net.spec.ipam_driver;
+        if !d.is_empty() && d != DEFAULT_IPAM {
+            return Ok(());
+        }
+        let ipam = self.ipam(DEFAULT_IPAM)?;
+        for a in [ep.ipv4, ep.ipv6].into_iter().flatten() {
+            if let Some(p) = entry.pool_for(a.addr()) {
+                ipam.request_address(&p.pool_id, Some(a.addr()), &BTreeMap::new())
+                    .await
+                    .map_err(|e| ipam_err(DEFAULT_IPAM, e))?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,182 @@
+//! Following the store: the controller's memory applies changes that another controller
+//! committed to the same store (networks and endpoints), so their names resolve here, their
+//! endpoints show in inspect, their addresses are held, and the kernel follows. This is what
+//! a store shared by several hosts stands on.
+//!
+//! The watch starts at the revision the start-up listing was read at, so nothing committed
+//! in between is missed. A controller's own commits are recognised by their revisions: they
+//! are recorded under the state lock that the operation holds, and the follower takes that
+//! lock before it looks, so it never mistakes its own change for a foreign one.
+
+use super::state::NetEntry;
+use super::{decode, Controller};
+use crate::model::{Endpoint, Network, Sandbox, SandboxSpec};
+use crate::store::WatchEvent;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+/// A sandbox of another controller, as the name index needs it: the endpoint's name stands
+/// for the sandbox's name and hostname.
+fn remote_sandbox(ep: &Endpoint) -> Option<Sandbox> {
+    Some(Sandbox {
+        id: ep.sandbox.clone()?,
+        spec: SandboxSpec {
+            name: ep.name.clone(),
+            hostname: ep.name.clone(),
+            ..Default::default()
+        },
+        key: String::new(),
+        dir: String::new(),
+        created_unix_nanos: 0,
+    })
+}
+
+impl Controller {
+    /// Starts applying changes other controllers commit to the store; stops when the
+    /// controller is dropped. Call once, right after creating it.
+    pub fn follow(self: &Arc<Self>) {
+        self.following.store(true, Ordering::SeqCst);
+        let from = self.loaded_revision.load(Ordering::SeqCst);
+        let me: Weak<Self> = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            let mut watch = {
+                let Some(ctl) = me.upgrade() else { return };
+                match ctl.store.watch("", from).await {
+                    Ok(w) => w,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot follow the store");
+                        return;
+                    }
+                }
+            };
+            while let Some(ev) = watch.recv().await {
+                let Some(ctl) = me.upgrade() else { return };
+                ctl.apply_foreign(ev).await;
+            }
+        });
+        *self.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
+    }
+
+    /// Applies one change, unless this controller made it.
+    async fn apply_foreign(&self, ev: WatchEvent) {
+        let rev = match &ev {
+            WatchEvent::Put(e) => e.revision,
+            WatchEvent::Delete { revision, .. } => *revision,
+        };
+        let mut st = self.state.lock().await;
+        if self
+            .own
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&rev)
+        {
+            return;
+        }
+        let key = ev.key().to_owned();
+        let mut parts = key.splitn(3, '/');
+        let (kind, a, b) = (parts.next(), parts.next(), parts.next());
+        match (kind, &ev) {
+            (Some("networks"), WatchEvent::Put(e)) => {
+                let Ok(mut n) = decode::<Network>(&e.key, &e.value) else {
+                    tracing::warn!(key = %e.key, "a foreign network value does not decode: ignored");
+                    return;
+                };
+                if st.networks.contains_key(&n.id) {
+                    return;
+                }
+                if let Err(err) = self.restore_pools(&mut n).await {
+                    tracing::warn!(network = %n.spec.name, error = %err, "holding a foreign network's pools failed");
+                }
+                if let Ok(d) = self.driver(&n.spec.driver) {
+                    if let Err(err) = d.create_network(&n).await {
+                        tracing::warn!(network = %n.spec.name, error = %err, "creating a foreign network here failed");
+                    }
+                }
+                tracing::info!(network = %n.spec.name, "network created by another controller");
+                st.net_names.insert(n.spec.name.clone(), n.id.clone());
+                st.networks
+                    .insert(n.id.clone(), NetEntry::new(n, e.revision));
+            }
+            (Some("networks"), WatchEvent::Delete { .. }) => {
+                let Some(id) = a.and_then(crate::NetworkId::parse) else {
+                    return;
+                };
+                let Some(entry) = st.networks.get(&id) else {
+                    return;
+                };
+                if !entry.endpoints.is_empty() {
+                    tracing::warn!(network = %entry.net.spec.name, "another controller removed a network that has endpoints here: kept");
+                    return;
+                }
+                let n = entry.net.clone();
+                st.networks.remove(&id);
+                st.net_names.remove(&n.spec.name);
+                if let Ok(ipam) = self.ipam(&n.spec.ipam_driver) {
+                    for p in &n.pools {
+                        self.release_pool(&ipam, p).await;
+                    }
+                }
+                if let Ok(d) = self.driver(&n.spec.driver) {
+                    if let Err(err) = d.delete_network(&n).await {
+                        tracing::warn!(network = %n.spec.name, error = %err, "removing a foreign network here failed");
+                    }
+                }
+            }
+            (Some("endpoints"), WatchEvent::Put(e)) => {
+                let Ok(ep) = decode::<Endpoint>(&e.key, &e.value) else {
+                    tracing::warn!(key = %e.key, "a foreign endpoint value does not decode: ignored");
+                    return;
+                };
+                if let Some((old, _)) = st.endpoints.get(&ep.id) {
+                    let local = old
+                        .sandbox
+                        .as_ref()
+                        .is_some_and(|s| st.sandboxes.contains_key(s));
+                    if local {
+                        return;
+                    }
+                    self.names.remove(&ep.id);
+                }
+                let Some(entry) = st.networks.get_mut(&ep.network) else {
+                    tracing::warn!(endpoint = %ep.name, "a foreign endpoint of an unknown network: ignored");
+                    return;
+                };
+                if let Err(err) = self.restore_addresses(entry, &ep).await {
+                    tracing::warn!(endpoint = %ep.name, error = %err, "holding a foreign endpoint's addresses failed");
+                }
+                entry.add_member(&ep);
+                let internal = entry.net.spec.internal;
+                if let Some(sb) = remote_sandbox(&ep) {
+                    self.names.add(&sb, &ep, internal);
+                }
+                st.endpoints.insert(ep.id.clone(), (ep, e.revision));
+            }
+            (Some("endpoints"), WatchEvent::Delete { .. }) => {
+                let Some(id) = b.and_then(crate::EndpointId::parse) else {
+                    return;
+                };
+                let Some((ep, _)) = st.endpoints.get(&id).cloned() else {
+                    return;
+                };
+                if ep
+                    .sandbox
+                    .as_ref()
+                    .is_some_and(|s| st.sandboxes.contains_key(s))
+                {
+                    tracing::warn!(endpoint = %ep.name, "another controller removed an endpoint joined here: kept");
+                    return;
+                }
+                self.names.remove(&ep.id);
+                self.forget_endpoint(&mut st, &ep).await;
+            }
+            _ => {}
+        }
+    }
+
+    /// Registers the names of an endpoint whose sandbox lives with another controller.
+    pub(super) fn add_remote_names(&self, ep: &Endpoint, internal: bool) {
+        if let Some(sb) = remote_sandbox(ep) {
+            self.names.add(&sb, ep, internal);
+        }
+    }
+}
