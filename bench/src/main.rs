@@ -10,6 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod concurrency;
 mod dns;
 mod floor;
 mod lifecycle;
@@ -306,6 +307,10 @@ const SECTIONS: &[(&str, &str)] = &[
         "the kernel's own cost of a bridge port, with ip -batch and no plumbd",
     ),
     (
+        "concurrency",
+        "connect throughput of 1 and 4 clients, GET latency while connects run (ENDPOINTS/4 each)",
+    ),
+    (
         "netrm",
         "network create and removal through the API (ENDPOINTS/10 rounds)",
     ),
@@ -403,6 +408,9 @@ fn main() {
     }
     if run("ports") {
         ports::port_figures(&mut figures, n);
+    }
+    if run("concurrency") {
+        concurrency::concurrency_figures(&mut figures, (n / 4).max(10));
     }
     if run("netrm") {
         lifecycle::netrm_figures(&mut figures, (n / 10).max(10));

@@ -8,6 +8,7 @@ const MAX_PHASES: usize = 32;
 
 /// The phases of the operation in progress, in the order they ended. Records nothing unless
 /// started while `plumb::timing` debug logging is on.
+#[derive(Clone)]
 pub struct Phases {
     active: bool,
     last: Instant,

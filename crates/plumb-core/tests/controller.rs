@@ -69,6 +69,10 @@ impl SandboxOs for FakeOs {
 #[derive(Default)]
 struct FakeBridge {
     fail_join: AtomicBool,
+    /// Joins wait for `release` while set (after signalling `entered`).
+    hold_join: AtomicBool,
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
     /// Leaving fails while set.
     fail_leave: AtomicBool,
     fail_create: AtomicBool,
@@ -110,6 +114,10 @@ impl NetworkDriver for FakeBridge {
     ) -> Result<JoinInfo, BoxError> {
         if self.fail_join.load(Ordering::SeqCst) {
             return Err("veth creation refused".into());
+        }
+        if self.hold_join.load(Ordering::SeqCst) {
+            self.entered.notify_one();
+            self.release.notified().await;
         }
         self.joined.lock().unwrap().push(ep.name.clone());
         let gw = n.pool_v4().and_then(|p| p.gateway);
@@ -945,4 +953,38 @@ async fn two_controllers_on_one_store_see_each_others_networks_and_endpoints() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert!(left, "the second controller forgot a's endpoint");
+}
+
+#[tokio::test]
+async fn reads_do_not_wait_for_a_join_held_in_the_driver() {
+    let s = setup().await;
+    let ctl = Arc::new(s.ctl);
+    ctl.create_network(net("slow", "10.67.0.0/24"))
+        .await
+        .unwrap();
+    ctl.create_network(net("other", "10.68.0.0/24"))
+        .await
+        .unwrap();
+    ctl.create_sandbox(sb("x")).await.unwrap();
+    s.driver.hold_join.store(true, Ordering::SeqCst);
+    let c = ctl.clone();
+    let join = tokio::spawn(async move { c.connect("slow", "x", EndpointSpec::default()).await });
+    s.driver.entered.notified().await;
+    // The join is inside the driver now; reads answer from the last finished state.
+    let nets = ctl.networks().await;
+    assert!(nets.iter().any(|n| n.network.spec.name == "slow"));
+    assert!(ctl.network("slow").await.unwrap().endpoints.is_empty());
+    assert!(ctl.sandbox("x").await.unwrap().endpoints.is_empty());
+    assert!(
+        !join.is_finished(),
+        "the join is still held while the reads answered"
+    );
+    s.driver.hold_join.store(false, Ordering::SeqCst);
+    s.driver.release.notify_one();
+    join.await.unwrap().unwrap();
+    assert_eq!(
+        ctl.network("slow").await.unwrap().endpoints.len(),
+        1,
+        "seen once done"
+    );
 }

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 impl Controller {
     /// Creates an endpoint on a network, with its addresses; it joins no sandbox yet.
     pub async fn create_endpoint(&self, network: &str, spec: EndpointSpec) -> Result<Endpoint> {
-        let mut st = self.state.lock().await;
+        let mut st = self.lock().await;
         let net_id = st.find_network(network)?;
         let ep = self.allocate(&mut st, &net_id, spec).await?;
         let key = endpoint_key(&net_id, &ep.id);
@@ -37,7 +37,7 @@ impl Controller {
 
     /// Deletes an endpoint that is joined to no sandbox, releasing its addresses.
     pub async fn delete_endpoint(&self, network: &str, endpoint: &str) -> Result<()> {
-        let mut st = self.state.lock().await;
+        let mut st = self.lock().await;
         let net_id = st.find_network(network)?;
         let ep_id = find_endpoint(&st, &net_id, endpoint)?;
         let (ep, rev) = st.ep(&ep_id)?.clone();
@@ -58,7 +58,7 @@ impl Controller {
 
     /// Joins an existing endpoint to a sandbox.
     pub async fn join(&self, network: &str, endpoint: &str, sandbox: &str) -> Result<Endpoint> {
-        let mut st = self.state.lock().await;
+        let mut st = self.lock().await;
         let net_id = st.find_network(network)?;
         let ep_id = find_endpoint(&st, &net_id, endpoint)?;
         let sb_id = st.find_sandbox(sandbox)?;
@@ -114,7 +114,7 @@ impl Controller {
 
     /// Takes an endpoint out of its sandbox; it keeps its addresses.
     pub async fn leave(&self, network: &str, endpoint: &str, sandbox: &str) -> Result<Endpoint> {
-        let mut st = self.state.lock().await;
+        let mut st = self.lock().await;
         let net_id = st.find_network(network)?;
         let ep_id = find_endpoint(&st, &net_id, endpoint)?;
         let sb_id = st.find_sandbox(sandbox)?;
@@ -166,7 +166,7 @@ impl Controller {
         sandbox: &str,
         mut spec: EndpointSpec,
     ) -> Result<Endpoint> {
-        let mut st = self.state.lock().await;
+        let mut st = self.lock().await;
         st.phases.start();
         let net_id = st.find_network(network)?;
         let sb_id = st.find_sandbox(sandbox)?;
@@ -222,7 +222,7 @@ impl Controller {
 
     /// Takes the sandbox's endpoint on `network` out and deletes it.
     pub async fn disconnect(&self, network: &str, sandbox: &str) -> Result<()> {
-        let mut st = self.state.lock().await;
+        let mut st = self.lock().await;
         let net_id = st.find_network(network)?;
         let sb_id = st.find_sandbox(sandbox)?;
         let Some(ep_id) = st.endpoint_on(&sb_id, &net_id) else {

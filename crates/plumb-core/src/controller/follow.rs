@@ -63,7 +63,7 @@ impl Controller {
             WatchEvent::Put(e) => e.revision,
             WatchEvent::Delete { revision, .. } => *revision,
         };
-        let mut st = self.state.lock().await;
+        let mut st = self.lock().await;
         if self
             .own
             .lock()

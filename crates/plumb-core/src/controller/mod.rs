@@ -72,7 +72,12 @@ impl Default for Config {
 
 /// The CNM controller.
 pub struct Controller {
+    /// Held by every operation that changes state, for as long as it runs.
     state: Mutex<State>,
+    /// What readers see: the state as the last operation left it, published when the
+    /// operation lets go of `state`. Reads never wait for an operation's kernel calls or
+    /// store commits.
+    snapshot: std::sync::RwLock<Arc<State>>,
     store: Arc<dyn Store>,
     os: Arc<dyn SandboxOs>,
     drivers: crate::registry::DriverRegistry,
@@ -133,6 +138,7 @@ impl Controller {
         let names = config.names.clone().unwrap_or_default();
         let ctl = Controller {
             state: Mutex::new(State::default()),
+            snapshot: Default::default(),
             store,
             os,
             drivers,
@@ -160,7 +166,7 @@ impl Controller {
     /// Asserts again every network's and every published port's kernel state, after the
     /// firewall was flushed from outside. Idempotent; failures are logged and skipped.
     pub async fn reprogram(&self) {
-        let st = self.state.lock().await;
+        let st = self.lock().await;
         for n in st.networks.values() {
             if let Ok(d) = self.driver(&n.net.spec.driver) {
                 if let Err(e) = d.create_network(&n.net).await {
@@ -209,6 +215,22 @@ impl Controller {
         let _ = self.events.send(event);
     }
 
+    /// Takes the state for an operation; readers see its changes once the guard goes.
+    async fn lock(&self) -> StateGuard<'_> {
+        StateGuard {
+            guard: self.state.lock().await,
+            snapshot: &self.snapshot,
+        }
+    }
+
+    /// The state as the last finished operation left it.
+    fn snapshot(&self) -> Arc<State> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn driver(&self, name: &str) -> Result<Arc<dyn NetworkDriver>> {
         self.drivers.get(name)
     }
@@ -254,5 +276,32 @@ fn driver_err(driver: &str, source: crate::BoxError) -> Error {
             driver: driver.to_owned(),
             source,
         },
+    }
+}
+
+/// The state held by an operation. When it goes, the state is published to readers: a clone
+/// of persistent maps, a few reference counts.
+struct StateGuard<'a> {
+    guard: tokio::sync::MutexGuard<'a, State>,
+    snapshot: &'a std::sync::RwLock<Arc<State>>,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        let now = Arc::new(self.guard.clone());
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = now;
     }
 }

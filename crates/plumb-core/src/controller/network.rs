@@ -74,7 +74,7 @@ impl Controller {
             Vec::new()
         };
 
-        let mut st = self.state.lock().await;
+        let mut st = self.lock().await;
         if st.net_names.contains_key(&spec.name) {
             return Err(Error::NetworkExists { name: spec.name });
         }
@@ -305,7 +305,7 @@ impl Controller {
 
     /// Deletes a network that has no endpoints.
     pub async fn delete_network(&self, name: &str) -> Result<()> {
-        let mut st = self.state.lock().await;
+        let mut st = self.lock().await;
         let id = st.find_network(name)?;
         let entry = st.net(&id)?;
         let network = entry.net.clone();
@@ -357,7 +357,7 @@ impl Controller {
 
     /// All networks, by name.
     pub async fn networks(&self) -> Vec<NetworkView> {
-        let st = self.state.lock().await;
+        let st = self.snapshot();
         let mut v: Vec<NetworkView> = st.networks.values().map(|n| self.view(&st, n)).collect();
         v.sort_by(|a, b| a.network.spec.name.cmp(&b.network.spec.name));
         v
@@ -365,7 +365,7 @@ impl Controller {
 
     /// One network by full id, name or unique id prefix.
     pub async fn network(&self, name: &str) -> Result<NetworkView> {
-        let st = self.state.lock().await;
+        let st = self.snapshot();
         let id = st.find_network(name)?;
         Ok(self.view(&st, st.net(&id)?))
     }
@@ -396,7 +396,7 @@ impl Controller {
     /// Deletes every user network without endpoints for which `keep` is false; returns their names.
     pub async fn prune_networks(&self, keep: impl Fn(&Network) -> bool) -> Result<Vec<String>> {
         let candidates: Vec<String> = {
-            let st = self.state.lock().await;
+            let st = self.lock().await;
             st.networks
                 .values()
                 .filter(|n| !n.net.predefined && n.endpoints.is_empty() && !keep(&n.net))

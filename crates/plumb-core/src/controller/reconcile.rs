@@ -4,11 +4,10 @@ use super::state::{NetEntry, SbEntry};
 use super::{decode, Controller};
 use crate::error::{Error, Result};
 use crate::model::{Endpoint, Network, NetworkSpec, Sandbox};
-use std::collections::BTreeSet;
 
 impl Controller {
     pub(super) async fn load_and_reconcile(&self) -> Result<()> {
-        let mut st = self.state.lock().await;
+        let mut st = self.lock().await;
         // Read the revision first: anything committed after it is seen by the follower, and
         // applying a change twice is harmless.
         let revision = self.store.list("networks/").await?.revision;
@@ -30,7 +29,7 @@ impl Controller {
                 SbEntry {
                     sb,
                     rev: e.revision,
-                    endpoints: BTreeSet::new(),
+                    endpoints: imbl::OrdSet::new(),
                     gateway: None,
                     programmed: Vec::new(),
                 },
@@ -125,7 +124,7 @@ impl Controller {
 
     pub(super) async fn ensure_predefined(&self) -> Result<()> {
         let have: Vec<String> = {
-            let st = self.state.lock().await;
+            let st = self.lock().await;
             st.net_names.keys().cloned().collect()
         };
         let mut specs = Vec::new();

@@ -125,7 +125,7 @@ impl Controller {
         if items.is_empty() {
             return 0;
         }
-        let mut st = self.state.lock().await;
+        let mut st = self.lock().await;
         for mut item in items {
             match self.retry(&mut st, &item.action).await {
                 Ok(()) => {

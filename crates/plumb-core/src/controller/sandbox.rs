@@ -8,7 +8,7 @@ use crate::events::{now_nanos, Event};
 use crate::ids::SandboxId;
 use crate::model::{validate_name, Endpoint, Network, Sandbox, SandboxSpec};
 use crate::store::{endpoint_key, sandbox_key, Expect, Op};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// A sandbox with its endpoints and their networks.
 #[derive(Debug, Clone)]
@@ -28,7 +28,7 @@ impl Controller {
     pub async fn create_sandbox(&self, mut spec: SandboxSpec) -> Result<Sandbox> {
         validate_name("Name", &spec.name)?;
         check_files_input(&spec)?;
-        let mut st = self.state.lock().await;
+        let mut st = self.lock().await;
         st.phases.start();
         if st.sb_names.contains_key(&spec.name) {
             return Err(Error::SandboxExists { name: spec.name });
@@ -104,7 +104,7 @@ impl Controller {
             SbEntry {
                 sb: sb.clone(),
                 rev,
-                endpoints: BTreeSet::new(),
+                endpoints: imbl::OrdSet::new(),
                 gateway: None,
                 programmed: Vec::new(),
             },
@@ -118,7 +118,7 @@ impl Controller {
 
     /// Deletes a sandbox: its endpoints leave and are deleted, then its namespace goes.
     pub async fn delete_sandbox(&self, name: &str) -> Result<()> {
-        let mut st = self.state.lock().await;
+        let mut st = self.lock().await;
         let id = st.find_sandbox(name)?;
         let entry = st.sb(&id)?;
         let sb = entry.sb.clone();
@@ -178,7 +178,7 @@ impl Controller {
 
     /// All sandboxes, by name.
     pub async fn sandboxes(&self) -> Vec<SandboxView> {
-        let st = self.state.lock().await;
+        let st = self.snapshot();
         let mut v: Vec<SandboxView> = st.sandboxes.values().map(|s| view(&st, s)).collect();
         v.sort_by(|a, b| a.sandbox.spec.name.cmp(&b.sandbox.spec.name));
         v
@@ -186,7 +186,7 @@ impl Controller {
 
     /// One sandbox by full id, name or unique id prefix.
     pub async fn sandbox(&self, name: &str) -> Result<SandboxView> {
-        let st = self.state.lock().await;
+        let st = self.snapshot();
         let id = st.find_sandbox(name)?;
         Ok(view(&st, st.sb(&id)?))
     }

@@ -6,23 +6,24 @@ use crate::ipam::Holder;
 use crate::model::{Endpoint, Network, Sandbox};
 use crate::ports::{PortMapping, Proto};
 use crate::store::Revision;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 /// A network with the addresses held in it and its endpoints. The addresses themselves come
 /// from the network's IPAM driver; `held` names who holds each, for clear errors.
+#[derive(Clone)]
 pub(super) struct NetEntry {
     pub net: Network,
     pub rev: Revision,
-    pub held: HashMap<std::net::IpAddr, Holder>,
-    pub endpoints: BTreeSet<EndpointId>,
+    pub held: imbl::HashMap<std::net::IpAddr, Holder>,
+    pub endpoints: imbl::OrdSet<EndpointId>,
     /// Endpoint names in use, for O(1) uniqueness checks.
-    pub names: std::collections::HashSet<String>,
+    pub names: imbl::HashSet<String>,
 }
 
 impl NetEntry {
     /// The entry of a network whose gateway and auxiliary addresses are held.
     pub fn new(net: Network, rev: Revision) -> Self {
-        let mut held = HashMap::new();
+        let mut held = imbl::HashMap::new();
         for p in &net.pools {
             if let Some(gw) = p.gateway {
                 held.insert(gw, Holder::Gateway);
@@ -35,7 +36,7 @@ impl NetEntry {
             net,
             rev,
             held,
-            endpoints: BTreeSet::new(),
+            endpoints: imbl::OrdSet::new(),
             names: Default::default(),
         }
     }
@@ -67,25 +68,27 @@ impl NetEntry {
 }
 
 /// A sandbox with its endpoints.
+#[derive(Clone)]
 pub(super) struct SbEntry {
     pub sb: Sandbox,
     pub rev: Revision,
-    pub endpoints: BTreeSet<EndpointId>,
+    pub endpoints: imbl::OrdSet<EndpointId>,
     pub gateway: Option<EndpointId>,
     /// The ports programmed on the gateway endpoint now.
     pub programmed: Vec<PortMapping>,
 }
 
-/// Everything the controller knows.
-#[derive(Default)]
+/// Everything the controller knows. The maps are persistent (structurally shared), so a
+/// snapshot for readers costs a few reference counts, whatever the number of objects.
+#[derive(Default, Clone)]
 pub(super) struct State {
-    pub networks: HashMap<NetworkId, NetEntry>,
-    pub net_names: HashMap<String, NetworkId>,
-    pub endpoints: HashMap<EndpointId, (Endpoint, Revision)>,
-    pub sandboxes: HashMap<SandboxId, SbEntry>,
-    pub sb_names: HashMap<String, SandboxId>,
+    pub networks: imbl::HashMap<NetworkId, NetEntry>,
+    pub net_names: imbl::HashMap<String, NetworkId>,
+    pub endpoints: imbl::HashMap<EndpointId, (Endpoint, Revision)>,
+    pub sandboxes: imbl::HashMap<SandboxId, SbEntry>,
+    pub sb_names: imbl::HashMap<String, SandboxId>,
     /// Published ports by (protocol, host port), for O(1) conflict checks.
-    pub published: HashMap<(Proto, u16), Vec<(PortMapping, SandboxId)>>,
+    pub published: imbl::HashMap<(Proto, u16), Vec<(PortMapping, SandboxId)>>,
     /// Timing of the operation holding the lock.
     pub phases: crate::timing::Phases,
 }
@@ -266,7 +269,7 @@ impl State {
             .iter()
             .find(|e| {
                 self.endpoints
-                    .get(e)
+                    .get(*e)
                     .is_some_and(|(ep, _)| &ep.network == network)
             })
             .cloned()
