@@ -6,32 +6,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use plumb_e2e::host;
+use plumb_testkit::Rng;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
-/// A small deterministic generator (xorshift64*), so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[self.below(v.len())]
-    }
-}
-
 /// Values of the wrong type for any field.
 fn wrong_value(r: &mut Rng) -> Value {
     match r.below(8) {
-        0 => json!(r.next()),
+        0 => json!(r.next_u64()),
         1 => json!(-1.5e300),
         2 => json!(true),
         3 => json!([1, [2, [3]]]),
@@ -94,7 +77,7 @@ fn request(r: &mut Rng) -> (String, String, Vec<u8>) {
         // Random bytes as a body.
         0 => {
             let n = r.below(300);
-            let body: Vec<u8> = (0..n).map(|_| r.next() as u8).collect();
+            let body: Vec<u8> = (0..n).map(|_| r.next_u64() as u8).collect();
             let path = *r.pick(&[
                 "/networks/create",
                 "/plumb/v1/sandboxes",
@@ -119,7 +102,7 @@ fn request(r: &mut Rng) -> (String, String, Vec<u8>) {
             let mut body = json!({"Name": "fz-ok"});
             body[*r.pick(&fields)] = wrong_value(r);
             if body["Name"].is_string() {
-                body["Driver"] = json!(r.next());
+                body["Driver"] = json!(r.next_u64());
             }
             (
                 "POST".into(),
@@ -175,7 +158,7 @@ fn request(r: &mut Rng) -> (String, String, Vec<u8>) {
         5 => {
             let m = *r.pick(&["GET", "DELETE"]);
             let p = *r.pick(&["/networks/", "/plumb/v1/sandboxes/", "/v1.44/networks/"]);
-            (m.into(), format!("{p}nope{}", r.next()), Vec::new())
+            (m.into(), format!("{p}nope{}", r.next_u64()), Vec::new())
         }
         // Bad filters and timestamps.
         6 => {

@@ -137,3 +137,28 @@ pub fn deletes(keys: Vec<String>) -> Vec<Op> {
         .map(|k| Op::delete(k, plumb_core::store::Expect::Any))
         .collect()
 }
+
+/// Deletes the keys of lease `id` of a store when the lease expires (keep-alives move the
+/// deadline; a revoked lease ends the timer). `store` gives the store while it exists.
+pub fn expire_later<S, F>(store: F, id: LeaseId, mut deadline: Instant)
+where
+    S: plumb_core::store::Store + AsRef<Leases>,
+    F: Fn() -> Option<S> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep_until(deadline.into()).await;
+            let Some(s) = store() else { return };
+            match s.as_ref().due(id) {
+                Due::Gone => return,
+                Due::Later(t) => deadline = t,
+                Due::Expired(keys) => {
+                    if let Err(e) = s.commit(deletes(keys)).await {
+                        tracing::warn!(lease = id, error = %e, "deleting the keys of an expired lease failed");
+                    }
+                    return;
+                }
+            }
+        }
+    });
+}

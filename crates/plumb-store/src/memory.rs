@@ -2,13 +2,13 @@
 //! watches with history, leases.
 
 use crate::hub::{Hub, HISTORY};
-use crate::leases::{deletes, Due, Leases};
+use crate::leases::{deletes, expire_later, Leases};
 use async_trait::async_trait;
 use plumb_core::store::{
     Entry, LeaseId, Listing, Op, Revision, Store, StoreError, Watch, WatchEvent,
 };
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The map of keys to (value, revision), and the last revision.
@@ -57,27 +57,10 @@ impl MemoryStore {
     }
 }
 
-/// Deletes the keys of lease `id` when it expires.
-fn expire_later(store: Weak<Shared>, id: LeaseId, mut deadline: std::time::Instant) {
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep_until(deadline.into()).await;
-            let Some(shared) = store.upgrade() else {
-                return;
-            };
-            match shared.leases.due(id) {
-                Due::Gone => return,
-                Due::Later(t) => deadline = t,
-                Due::Expired(keys) => {
-                    let s = MemoryStore { shared };
-                    if let Err(e) = s.commit(deletes(keys)).await {
-                        tracing::warn!(lease = id, error = %e, "deleting the keys of an expired lease failed");
-                    }
-                    return;
-                }
-            }
-        }
-    });
+impl AsRef<Leases> for MemoryStore {
+    fn as_ref(&self) -> &Leases {
+        &self.shared.leases
+    }
 }
 
 #[async_trait]
@@ -135,7 +118,12 @@ impl Store for MemoryStore {
 
     async fn grant(&self, ttl: Duration) -> Result<LeaseId, StoreError> {
         let (id, deadline) = self.shared.leases.grant(ttl);
-        expire_later(Arc::downgrade(&self.shared), id, deadline);
+        let weak = Arc::downgrade(&self.shared);
+        expire_later(
+            move || weak.upgrade().map(|shared| MemoryStore { shared }),
+            id,
+            deadline,
+        );
         Ok(id)
     }
 

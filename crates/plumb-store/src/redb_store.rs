@@ -4,14 +4,14 @@
 //! is a durable redb write transaction run on the blocking pool, off the async workers.
 
 use crate::hub::{Hub, HISTORY};
-use crate::leases::{deletes, Due, Leases};
+use crate::leases::{deletes, expire_later, Leases};
 use async_trait::async_trait;
 use plumb_core::store::{
     Entry, LeaseId, Listing, Op, Revision, Store, StoreError, Watch, WatchEvent,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
@@ -113,27 +113,10 @@ impl RedbStore {
     }
 }
 
-/// Deletes the keys of lease `id` when it expires.
-fn expire_later(store: Weak<Shared>, id: LeaseId, mut deadline: std::time::Instant) {
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep_until(deadline.into()).await;
-            let Some(shared) = store.upgrade() else {
-                return;
-            };
-            match shared.leases.due(id) {
-                Due::Gone => return,
-                Due::Later(t) => deadline = t,
-                Due::Expired(keys) => {
-                    let s = RedbStore { shared };
-                    if let Err(e) = s.commit(deletes(keys)).await {
-                        tracing::warn!(lease = id, error = %e, "deleting the keys of an expired lease failed");
-                    }
-                    return;
-                }
-            }
-        }
-    });
+impl AsRef<Leases> for RedbStore {
+    fn as_ref(&self) -> &Leases {
+        &self.shared.leases
+    }
 }
 
 #[async_trait]
@@ -275,7 +258,12 @@ impl Store for RedbStore {
 
     async fn grant(&self, ttl: Duration) -> Result<LeaseId, StoreError> {
         let (id, deadline) = self.shared.leases.grant(ttl);
-        expire_later(Arc::downgrade(&self.shared), id, deadline);
+        let weak = Arc::downgrade(&self.shared);
+        expire_later(
+            move || weak.upgrade().map(|shared| RedbStore { shared }),
+            id,
+            deadline,
+        );
         Ok(id)
     }
 

@@ -10,7 +10,7 @@
 //!
 //! The test suite runs a short form, `plumb-bench crash` a long one.
 
-use crate::TestHost;
+use crate::{Rng, TestHost};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -19,22 +19,6 @@ use std::time::{Duration, Instant};
 const NETWORKS: [&str; 3] = ["ca", "cb", "cc"];
 /// At most this many sandboxes exist at once.
 const MAX_SANDBOXES: usize = 10;
-
-/// A small deterministic generator (xorshift64*), so a failing seed can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// What a run did.
 #[derive(Debug, Default, Clone)]
@@ -87,8 +71,8 @@ pub fn run(ops: usize, kill_every: u64, seed: u64) -> CrashReport {
             continue;
         };
         report.operations += 1;
-        let kill = rng.below(kill_every) == 0;
-        let delay = Duration::from_micros(rng.below(4000));
+        let kill = rng.below(kill_every as usize) == 0;
+        let delay = Duration::from_micros(rng.below(4000) as u64);
         let killer = kill.then(|| {
             let pid = h.daemon_pid().unwrap_or(0) as i32;
             std::thread::spawn(move || {
@@ -126,7 +110,7 @@ pub fn run(ops: usize, kill_every: u64, seed: u64) -> CrashReport {
 /// A random operation that makes sense for the model (None when there is nothing to do).
 fn pick(rng: &mut Rng, m: &Model, next_port: &mut u16) -> Option<Op> {
     let names: Vec<&String> = m.sandboxes.keys().collect();
-    let any = |rng: &mut Rng| names[rng.below(names.len() as u64) as usize].clone();
+    let any = |rng: &mut Rng| names[rng.below(names.len())].clone();
     match rng.below(10) {
         0..=2 if m.sandboxes.len() < MAX_SANDBOXES => {
             let name = format!("s{}", rng.below(1000));
@@ -139,13 +123,13 @@ fn pick(rng: &mut Rng, m: &Model, next_port: &mut u16) -> Option<Op> {
         3 if !names.is_empty() => Some(Op::Remove { name: any(rng) }),
         4..=6 if !names.is_empty() => {
             let name = any(rng);
-            let net = NETWORKS[rng.below(3) as usize].to_owned();
+            let net = NETWORKS[rng.below(3)].to_owned();
             Some(Op::Connect { name, net })
         }
         _ if !names.is_empty() => {
             let name = any(rng);
             let joined: Vec<&String> = m.sandboxes[&name].0.iter().collect();
-            let net = joined.get(rng.below(joined.len().max(1) as u64) as usize)?;
+            let net = joined.get(rng.below(joined.len()))?;
             Some(Op::Disconnect {
                 name,
                 net: (*net).clone(),

@@ -14,10 +14,12 @@
 
 pub mod crash;
 mod host;
+mod rng;
 mod stubdns;
 mod sweep;
 
 pub use host::{CmdOutput, TestHost};
+pub use rng::Rng;
 pub use stubdns::StubDns;
 pub use sweep::sweep;
 

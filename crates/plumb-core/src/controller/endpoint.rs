@@ -183,25 +183,36 @@ impl Controller {
         }
         st.phases.mark("allocate");
         let key = endpoint_key(&net_id, &ep.id);
-        let rev = match self
-            .commit(vec![Op::Put {
-                key: key.clone(),
-                value: encode(&ep),
-                expect: Expect::Absent,
-                lease: None,
-            }])
-            .await
-        {
-            Ok(rev) => rev,
-            Err(e) => {
+        // The intent's commit (an fsync) and the kernel half of the join run at the same
+        // time: whichever fails, the other is undone, and after a crash between the two the
+        // start-up reconciliation re-plumbs a recorded endpoint or sweeps an unrecorded veth.
+        let commit = self.commit(vec![Op::put(key.clone(), encode(&ep), Expect::Absent)]);
+        let (committed, joined) = tokio::join!(commit, self.join_kernel(&st, &ep));
+        st.phases.mark("commit_and_driver_join");
+        let rev = match (committed, joined) {
+            (Ok(rev), Ok(info)) => {
+                st.net_mut(&net_id)?.add_member(&ep);
+                Ok((rev, info))
+            }
+            (Ok(_), Err(e)) => {
+                // Recorded but not plumbed: undone below like any failed join.
+                st.net_mut(&net_id)?.add_member(&ep);
+                Err(e)
+            }
+            (Err(e), joined) => {
+                if joined.is_ok() {
+                    self.undo_join_kernel(&st, &ep).await;
+                }
                 self.release_ports(&mut st, &sb_id, &ep.ports);
                 self.release_addresses(st.net_mut(&net_id)?, &ep).await;
                 return Err(e);
             }
         };
-        st.net_mut(&net_id)?.add_member(&ep);
-        st.phases.mark("commit");
-        if let Err(e) = self.plumb_in(&mut st, ep.clone(), rev).await {
+        let finished = match rev {
+            Ok((rev, info)) => self.finish_join(&mut st, ep.clone(), rev, info).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = finished {
             self.release_ports(&mut st, &sb_id, &ep.ports);
             if let Err(undo) = self
                 .commit(vec![Op::delete(key.clone(), Expect::Any)])
@@ -356,8 +367,62 @@ impl Controller {
     pub(super) async fn plumb_in(
         &self,
         st: &mut State,
+        ep: Endpoint,
+        rev: crate::store::Revision,
+    ) -> Result<()> {
+        if ep.sandbox.is_none() {
+            return Ok(());
+        }
+        let info = self.join_kernel(st, &ep).await?;
+        st.phases.mark("driver_join");
+        self.finish_join(st, ep, rev, info).await
+    }
+
+    /// The kernel half of a join: the driver plumbs the endpoint into its sandbox.
+    async fn join_kernel(&self, st: &State, ep: &Endpoint) -> Result<crate::driver::JoinInfo> {
+        let net = &st.net(&ep.network)?.net;
+        let Some(sb_id) = &ep.sandbox else {
+            return Ok(Default::default());
+        };
+        let sb = &st.sb(sb_id)?.sb;
+        let driver = self.driver(&net.spec.driver)?;
+        let ifname = ep.ifname.clone().unwrap_or_else(|| "eth0".into());
+        driver
+            .join(net, ep, sb, &ifname)
+            .await
+            .map_err(|e| driver_err(&net.spec.driver, e))
+    }
+
+    /// Undoes [`Controller::join_kernel`] (its failure becomes a repair item).
+    async fn undo_join_kernel(&self, st: &State, ep: &Endpoint) {
+        let (Ok(n), Some(Ok(s))) = (st.net(&ep.network), ep.sandbox.as_ref().map(|s| st.sb(s)))
+        else {
+            return;
+        };
+        let (net, sb) = (n.net.clone(), s.sb.clone());
+        let Ok(driver) = self.driver(&net.spec.driver) else {
+            return;
+        };
+        if let Err(undo) = driver.leave(&net, ep, &sb).await {
+            let action = RepairAction::Leave {
+                network: Box::new(net),
+                endpoint: Box::new(ep.clone()),
+                sandbox: Box::new(sb.clone()),
+            };
+            self.repairs
+                .record("leave sandbox", &ep.name, action, &undo);
+        }
+    }
+
+    /// The rest of a join once the kernel half is done: the endpoint recorded as joined, the
+    /// sandbox's default route, hosts file and published ports, its names. On failure the
+    /// kernel half is undone and the state is as before.
+    async fn finish_join(
+        &self,
+        st: &mut State,
         mut ep: Endpoint,
         rev: crate::store::Revision,
+        info: crate::driver::JoinInfo,
     ) -> Result<()> {
         let net = st.net(&ep.network)?.net.clone();
         let Some(sb_id) = ep.sandbox.clone() else {
@@ -365,12 +430,6 @@ impl Controller {
         };
         let sb = st.sb(&sb_id)?.sb.clone();
         let driver = self.driver(&net.spec.driver)?;
-        let ifname = ep.ifname.clone().unwrap_or_else(|| "eth0".into());
-        let info = driver
-            .join(&net, &ep, &sb, &ifname)
-            .await
-            .map_err(|e| driver_err(&net.spec.driver, e))?;
-        st.phases.mark("driver_join");
         ep.gateway_v4 = info.gateway_v4;
         ep.gateway_v6 = info.gateway_v6;
         let previous = st.endpoints.insert(ep.id.clone(), (ep.clone(), rev));

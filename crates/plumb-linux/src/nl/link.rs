@@ -194,23 +194,14 @@ impl Nl {
     /// Sets the link called `name` up.
     pub async fn set_up_by_name(&self, name: &str) -> Result<()> {
         let m = LinkUnspec::new_with_name(name).up().build();
-        self.handle
-            .link()
-            .set(m)
-            .execute()
-            .await
-            .map_err(|e| nl_err(format!("set link {name} up"), e))
+        self.set_link(m, || format!("set link {name} up")).await
     }
 
     /// Enslaves a link to a bridge.
     pub async fn set_master(&self, index: u32, master: u32) -> Result<()> {
         let m = LinkUnspec::new_with_index(index).controller(master).build();
-        self.handle
-            .link()
-            .set(m)
-            .execute()
+        self.set_link(m, || format!("attach link {index} to bridge {master}"))
             .await
-            .map_err(|e| nl_err(format!("attach link {index} to bridge {master}"), e))
     }
 
     /// Marks a bridge port isolated: it reaches the bridge but no other isolated port.
@@ -226,17 +217,27 @@ impl Nl {
             .map_err(|e| nl_err(format!("isolate bridge port {index}"), e))
     }
 
-    /// Sets a link's alias (the kernel ignores an alias given at creation).
-    pub async fn set_alias(&self, index: u32, alias: &str) -> Result<()> {
-        let m = LinkUnspec::new_with_index(index)
-            .alias(alias.to_owned())
-            .build();
+    /// Sends one RTM_SETLINK; `op` names the change in the error.
+    async fn set_link<S: Into<String>>(
+        &self,
+        m: LinkMessage,
+        op: impl FnOnce() -> S,
+    ) -> Result<()> {
         self.handle
             .link()
             .set(m)
             .execute()
             .await
-            .map_err(|e| nl_err(format!("set alias of link {index}"), e))
+            .map_err(|e| nl_err(op(), e))
+    }
+
+    /// Sets a link's alias (the kernel ignores an alias given at creation).
+    pub async fn set_alias(&self, index: u32, alias: &str) -> Result<()> {
+        let m = LinkUnspec::new_with_index(index)
+            .alias(alias.to_owned())
+            .build();
+        self.set_link(m, || format!("set alias of link {index}"))
+            .await
     }
 
     /// Renames a link (it must be down).
@@ -244,12 +245,8 @@ impl Nl {
         let m = LinkUnspec::new_with_index(index)
             .name(name.to_owned())
             .build();
-        self.handle
-            .link()
-            .set(m)
-            .execute()
+        self.set_link(m, || format!("rename link {index} to {name}"))
             .await
-            .map_err(|e| nl_err(format!("rename link {index} to {name}"), e))
     }
 
     /// Deletes a link; succeeds if it is gone already.
