@@ -69,7 +69,8 @@ impl SandboxOs for FakeOs {
 #[derive(Default)]
 struct FakeBridge {
     fail_join: AtomicBool,
-    /// Joins wait for `release` while set (after signalling `entered`).
+    /// Joins to a network called "slow" wait for `release` while set (after signalling
+    /// `entered`).
     hold_join: AtomicBool,
     entered: tokio::sync::Notify,
     release: tokio::sync::Notify,
@@ -115,7 +116,7 @@ impl NetworkDriver for FakeBridge {
         if self.fail_join.load(Ordering::SeqCst) {
             return Err("veth creation refused".into());
         }
-        if self.hold_join.load(Ordering::SeqCst) {
+        if self.hold_join.load(Ordering::SeqCst) && n.spec.name == "slow" {
             self.entered.notify_one();
             self.release.notified().await;
         }
@@ -956,7 +957,7 @@ async fn two_controllers_on_one_store_see_each_others_networks_and_endpoints() {
 }
 
 #[tokio::test]
-async fn reads_do_not_wait_for_a_join_held_in_the_driver() {
+async fn a_join_held_in_the_driver_delays_no_read_and_no_other_sandbox() {
     let s = setup().await;
     let ctl = Arc::new(s.ctl);
     ctl.create_network(net("slow", "10.67.0.0/24"))
@@ -965,7 +966,9 @@ async fn reads_do_not_wait_for_a_join_held_in_the_driver() {
     ctl.create_network(net("other", "10.68.0.0/24"))
         .await
         .unwrap();
-    ctl.create_sandbox(sb("x")).await.unwrap();
+    for name in ["x", "y", "z"] {
+        ctl.create_sandbox(sb(name)).await.unwrap();
+    }
     s.driver.hold_join.store(true, Ordering::SeqCst);
     let c = ctl.clone();
     let join = tokio::spawn(async move { c.connect("slow", "x", EndpointSpec::default()).await });
@@ -975,16 +978,32 @@ async fn reads_do_not_wait_for_a_join_held_in_the_driver() {
     assert!(nets.iter().any(|n| n.network.spec.name == "slow"));
     assert!(ctl.network("slow").await.unwrap().endpoints.is_empty());
     assert!(ctl.sandbox("x").await.unwrap().endpoints.is_empty());
+    // Another sandbox connects meanwhile, to another network and to the same one.
+    ctl.connect("other", "y", EndpointSpec::default())
+        .await
+        .unwrap();
+    s.driver.hold_join.store(false, Ordering::SeqCst);
+    let z = ctl
+        .connect("slow", "z", EndpointSpec::default())
+        .await
+        .unwrap();
     assert!(
         !join.is_finished(),
-        "the join is still held while the reads answered"
+        "the join is still held while all that was done"
     );
-    s.driver.hold_join.store(false, Ordering::SeqCst);
+    // The held sandbox's own operations wait for it.
+    let c = ctl.clone();
+    let second =
+        tokio::spawn(async move { c.connect("other", "x", EndpointSpec::default()).await });
+    tokio::task::yield_now().await;
+    assert!(
+        !second.is_finished(),
+        "x's next operation waits for x's connect"
+    );
     s.driver.release.notify_one();
-    join.await.unwrap().unwrap();
-    assert_eq!(
-        ctl.network("slow").await.unwrap().endpoints.len(),
-        1,
-        "seen once done"
-    );
+    let x = join.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    assert_ne!(x.ipv4, z.ipv4, "the held connect's address stayed held");
+    assert_eq!(ctl.network("slow").await.unwrap().endpoints.len(), 2);
+    assert_eq!(ctl.sandbox("x").await.unwrap().endpoints.len(), 2);
 }

@@ -58,6 +58,7 @@ impl Controller {
 
     /// Joins an existing endpoint to a sandbox.
     pub async fn join(&self, network: &str, endpoint: &str, sandbox: &str) -> Result<Endpoint> {
+        let _sandbox = self.lock_sandbox(sandbox).await?;
         let mut st = self.lock().await;
         let net_id = st.find_network(network)?;
         let ep_id = find_endpoint(&st, &net_id, endpoint)?;
@@ -114,6 +115,7 @@ impl Controller {
 
     /// Takes an endpoint out of its sandbox; it keeps its addresses.
     pub async fn leave(&self, network: &str, endpoint: &str, sandbox: &str) -> Result<Endpoint> {
+        let _sandbox = self.lock_sandbox(sandbox).await?;
         let mut st = self.lock().await;
         let net_id = st.find_network(network)?;
         let ep_id = find_endpoint(&st, &net_id, endpoint)?;
@@ -166,6 +168,7 @@ impl Controller {
         sandbox: &str,
         mut spec: EndpointSpec,
     ) -> Result<Endpoint> {
+        let _sandbox = self.lock_sandbox(sandbox).await?;
         let mut st = self.lock().await;
         st.phases.start();
         let net_id = st.find_network(network)?;
@@ -183,28 +186,36 @@ impl Controller {
         }
         st.phases.mark("allocate");
         let key = endpoint_key(&net_id, &ep.id);
-        // The intent's commit (an fsync) and the kernel half of the join run at the same
-        // time: whichever fails, the other is undone, and after a crash between the two the
-        // start-up reconciliation re-plumbs a recorded endpoint or sweeps an unrecorded veth.
+        // The endpoint counts as a member (its name and addresses are held, its network
+        // cannot be removed) while the operation lock is let go for the slow half: the
+        // intent's commit (an fsync) and the kernel half of the join, run at the same time.
+        // Operations on other sandboxes proceed meanwhile; this sandbox's lock keeps its own
+        // operations out. Whichever half fails, the other is undone; after a crash between
+        // them, start-up reconciliation re-plumbs a recorded endpoint or sweeps a stray veth.
+        st.net_mut(&net_id)?.add_member(&ep);
+        st.pending.insert(ep.id.clone());
+        let net = st.net(&net_id)?.net.clone();
+        let sb = st.sb(&sb_id)?.sb.clone();
+        let mut phases = std::mem::take(&mut st.phases);
+        drop(st);
         let commit = self.commit(vec![Op::put(key.clone(), encode(&ep), Expect::Absent)]);
-        let (committed, joined) = tokio::join!(commit, self.join_kernel(&st, &ep));
-        st.phases.mark("commit_and_driver_join");
+        let (committed, joined) = tokio::join!(commit, self.join_kernel_of(&net, &sb, &ep));
+        let mut st = self.lock().await;
+        st.pending.remove(&ep.id);
+        phases.mark("commit_and_driver_join");
+        st.phases = phases;
         let rev = match (committed, joined) {
-            (Ok(rev), Ok(info)) => {
-                st.net_mut(&net_id)?.add_member(&ep);
-                Ok((rev, info))
-            }
-            (Ok(_), Err(e)) => {
-                // Recorded but not plumbed: undone below like any failed join.
-                st.net_mut(&net_id)?.add_member(&ep);
-                Err(e)
-            }
+            (Ok(rev), Ok(info)) => Ok((rev, info)),
+            // Recorded but not plumbed: undone below like any failed join.
+            (Ok(_), Err(e)) => Err(e),
             (Err(e), joined) => {
                 if joined.is_ok() {
                     self.undo_join_kernel(&st, &ep).await;
                 }
                 self.release_ports(&mut st, &sb_id, &ep.ports);
-                self.release_addresses(st.net_mut(&net_id)?, &ep).await;
+                let entry = st.net_mut(&net_id)?;
+                entry.remove_member(&ep);
+                self.release_addresses(entry, &ep).await;
                 return Err(e);
             }
         };
@@ -233,6 +244,7 @@ impl Controller {
 
     /// Takes the sandbox's endpoint on `network` out and deletes it.
     pub async fn disconnect(&self, network: &str, sandbox: &str) -> Result<()> {
+        let _sandbox = self.lock_sandbox(sandbox).await?;
         let mut st = self.lock().await;
         let net_id = st.find_network(network)?;
         let sb_id = st.find_sandbox(sandbox)?;
@@ -385,6 +397,16 @@ impl Controller {
             return Ok(Default::default());
         };
         let sb = &st.sb(sb_id)?.sb;
+        self.join_kernel_of(net, sb, ep).await
+    }
+
+    /// [`Controller::join_kernel`] with the network and sandbox given.
+    async fn join_kernel_of(
+        &self,
+        net: &crate::model::Network,
+        sb: &crate::model::Sandbox,
+        ep: &Endpoint,
+    ) -> Result<crate::driver::JoinInfo> {
         let driver = self.driver(&net.spec.driver)?;
         let ifname = ep.ifname.clone().unwrap_or_else(|| "eth0".into());
         driver

@@ -127,6 +127,10 @@ impl Controller {
                     tracing::warn!(key = %e.key, "a foreign endpoint value does not decode: ignored");
                     return;
                 };
+                if st.pending.contains(&ep.id) {
+                    // Our own connect, between its commit and its completion.
+                    return;
+                }
                 if let Some((old, _)) = st.endpoints.get(&ep.id) {
                     let local = old
                         .sandbox

@@ -96,6 +96,9 @@ pub struct Controller {
     following: std::sync::atomic::AtomicBool,
     /// Revisions this controller committed that the follower has not seen yet.
     own: std::sync::Mutex<std::collections::BTreeSet<Revision>>,
+    /// One lock per sandbox: operations on a sandbox take it before the operation lock, so
+    /// that a connect may let go of the operation lock during its slow half.
+    sb_locks: std::sync::Mutex<std::collections::HashMap<crate::SandboxId, Arc<Mutex<()>>>>,
     /// The follower task, stopped when the controller goes.
     follower: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
 }
@@ -152,6 +155,7 @@ impl Controller {
             following: Default::default(),
             own: Default::default(),
             follower: Default::default(),
+            sb_locks: Default::default(),
         };
         ctl.load_and_reconcile().await?;
         ctl.ensure_predefined().await?;
@@ -221,6 +225,27 @@ impl Controller {
             guard: self.state.lock().await,
             snapshot: &self.snapshot,
         }
+    }
+
+    /// Takes the lock of the sandbox `name` names now (resolved on the latest snapshot).
+    async fn lock_sandbox(&self, name: &str) -> Result<tokio::sync::OwnedMutexGuard<()>> {
+        let id = self.snapshot().find_sandbox(name)?;
+        let lock = self
+            .sb_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id)
+            .or_default()
+            .clone();
+        Ok(lock.lock_owned().await)
+    }
+
+    /// Forgets the lock of a removed sandbox.
+    fn drop_sandbox_lock(&self, id: &crate::SandboxId) {
+        self.sb_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
     /// The state as the last finished operation left it.

@@ -118,6 +118,7 @@ impl Controller {
 
     /// Deletes a sandbox: its endpoints leave and are deleted, then its namespace goes.
     pub async fn delete_sandbox(&self, name: &str) -> Result<()> {
+        let _sandbox = self.lock_sandbox(name).await?;
         let mut st = self.lock().await;
         let id = st.find_sandbox(name)?;
         let entry = st.sb(&id)?;
@@ -168,6 +169,7 @@ impl Controller {
         }
         st.sandboxes.remove(&id);
         st.sb_names.remove(&sb.spec.name);
+        self.drop_sandbox_lock(&id);
         if let Err(e) = self.os.delete(&sb).await {
             tracing::warn!(sandbox = %sb.spec.name, error = %e, "removing the namespace failed; the next start sweeps it");
         }

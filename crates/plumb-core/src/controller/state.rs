@@ -91,6 +91,9 @@ pub(super) struct State {
     pub published: imbl::HashMap<(Proto, u16), Vec<(PortMapping, SandboxId)>>,
     /// Timing of the operation holding the lock.
     pub phases: crate::timing::Phases,
+    /// Endpoints whose connect is between allocation and completion (the operation lock is
+    /// let go meanwhile): counted as members, not yet listed.
+    pub pending: imbl::HashSet<EndpointId>,
 }
 
 impl State {
