@@ -230,6 +230,11 @@ async fn failed_join_leaves_no_endpoint_and_no_address_held() {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Driver { .. }), "{err}");
+        // The error names the driver, the step and its objects, then the cause.
+        assert_eq!(
+            err.to_string(),
+            "bridge driver: joining endpoint s0 of network n to sandbox s0: veth creation refused"
+        );
     }
     assert!(
         s.store.list("endpoints/").await.unwrap().entries.is_empty(),

@@ -3,7 +3,7 @@
 use super::gateway::{self, Candidate};
 use super::repair::RepairAction;
 use super::state::State;
-use super::{driver_err, encode, Controller};
+use super::{encode, step_err, Controller};
 use crate::driver::DefaultRoute;
 use crate::error::{Error, Result};
 use crate::events::{now_nanos, Event};
@@ -409,10 +409,13 @@ impl Controller {
     ) -> Result<crate::driver::JoinInfo> {
         let driver = self.driver(&net.spec.driver)?;
         let ifname = ep.ifname.clone().unwrap_or_else(|| "eth0".into());
-        driver
-            .join(net, ep, sb, &ifname)
-            .await
-            .map_err(|e| driver_err(&net.spec.driver, e))
+        driver.join(net, ep, sb, &ifname).await.map_err(|e| {
+            let step = format!(
+                "joining endpoint {} of network {} to sandbox {}",
+                ep.name, net.spec.name, sb.spec.name
+            );
+            step_err(&net.spec.driver, step, e)
+        })
     }
 
     /// Undoes [`Controller::join_kernel`] (its failure becomes a repair item).
@@ -506,7 +509,11 @@ impl Controller {
                 self.repairs
                     .record("refresh sandbox", &sb.spec.name, action, &undo);
             }
-            return Err(driver_err(&net.spec.driver, e));
+            let step = format!(
+                "taking endpoint {} of network {} out of sandbox {}",
+                ep.name, net.spec.name, sb.spec.name
+            );
+            return Err(step_err(&net.spec.driver, step, e));
         }
         Ok(())
     }

@@ -291,6 +291,30 @@ fn decode<T: serde::de::DeserializeOwned>(key: &str, v: &[u8]) -> Result<T> {
     })
 }
 
+/// A driver step that failed, named with the objects it concerned.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {source}")]
+struct StepFailed {
+    step: String,
+    #[source]
+    source: crate::BoxError,
+}
+
+/// A driver failure in `step` (e.g. "joining endpoint web to sandbox api"): the error the
+/// user sees names the driver, the step and its objects, then the cause.
+fn step_err(driver: &str, step: impl Into<String>, source: crate::BoxError) -> Error {
+    match driver_err(driver, source) {
+        Error::Driver { driver, source } => Error::Driver {
+            driver,
+            source: Box::new(StepFailed {
+                step: step.into(),
+                source,
+            }),
+        },
+        other => other,
+    }
+}
+
 fn driver_err(driver: &str, source: crate::BoxError) -> Error {
     match source.downcast::<crate::driver::InvalidInput>() {
         Ok(refusal) => Error::InvalidParameter {

@@ -171,7 +171,8 @@ impl Controller {
             for p in &network.pools {
                 self.release_pool(&ipam, p).await;
             }
-            return Err(driver_err(&network.spec.driver, e));
+            let step = format!("creating network {}", network.spec.name);
+            return Err(super::step_err(&network.spec.driver, step, e));
         }
         journal.commit();
 

@@ -2,7 +2,7 @@
 //! each sandbox's set on its gateway endpoint through the driver.
 
 use super::state::State;
-use super::{driver_err, Controller};
+use super::Controller;
 use crate::error::{Error, Result};
 use crate::ids::{EndpointId, SandboxId};
 use crate::model::Sandbox;
@@ -148,7 +148,11 @@ impl Controller {
                     }
                 }
             }
-            return Err(driver_err(&net.spec.driver, e));
+            let step = format!(
+                "publishing ports of sandbox {} to endpoint {}",
+                sb.spec.name, ep.name
+            );
+            return Err(super::step_err(&net.spec.driver, step, e));
         }
         Ok(())
     }
