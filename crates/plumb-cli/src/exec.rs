@@ -129,15 +129,10 @@ async fn run_in(
 ) -> anyhow::Result<i32> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut command = command_in(sb, cmd, true)?;
-    let kinds = [
-        (SignalKind::interrupt(), libc::SIGINT),
-        (SignalKind::terminate(), libc::SIGTERM),
-        (SignalKind::hangup(), libc::SIGHUP),
-    ];
-    let mut streams = Vec::new();
-    for (kind, number) in kinds {
-        streams.push((signal(kind).context("installing signal handlers")?, number));
-    }
+    let handler = |kind| signal(kind).context("installing signal handlers");
+    let mut int = handler(SignalKind::interrupt())?;
+    let mut term = handler(SignalKind::terminate())?;
+    let mut hup = handler(SignalKind::hangup())?;
     // A thread of its own starts the command: after unshare(CLONE_NEWPID) its next child is
     // the first process of a new PID namespace, and the kernel refuses new threads to a
     // thread in that state, so this must not be a thread that spawns others. It waits for the
@@ -167,14 +162,11 @@ async fn run_in(
         as libc::pid_t;
     let mut kill_at: Option<tokio::time::Instant> = None;
     let status = loop {
-        let [(a, sa), (b, sb_), (c, sc)] = &mut streams[..] else {
-            bail!("signal handlers missing");
-        };
         let forwarded = tokio::select! {
             r = &mut done => break r.context("waiting for the command")??,
-            _ = a.recv() => *sa,
-            _ = b.recv() => *sb_,
-            _ = c.recv() => *sc,
+            _ = int.recv() => libc::SIGINT,
+            _ = term.recv() => libc::SIGTERM,
+            _ = hup.recv() => libc::SIGHUP,
             _ = sleep_until(kill_at) => libc::SIGKILL,
         };
         // SAFETY: signalling our own child.

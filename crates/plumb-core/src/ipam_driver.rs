@@ -214,9 +214,6 @@ impl Ipam for DefaultIpam {
                         pool: subnet,
                     }));
                 }
-                if p.holder(ip).is_some() {
-                    return Err(Box::new(IpamError::InUse(ip)));
-                }
                 p.reserve(ip, Holder::Endpoint(String::new()), "")
                     .map_err(|_| Box::new(IpamError::InUse(ip)) as BoxError)?;
                 ip

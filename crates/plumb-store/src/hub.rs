@@ -14,7 +14,9 @@ struct Inner {
     log: VecDeque<WatchEvent>,
     /// Changes up to this revision are no longer (or were never) in the log.
     compacted: Revision,
-    watchers: Vec<(String, mpsc::UnboundedSender<WatchEvent>)>,
+    /// (prefix, revision watched from, sender): a change at or below that revision is not
+    /// sent, so a change committed before the watch but published after it is not doubled.
+    watchers: Vec<(String, Revision, mpsc::UnboundedSender<WatchEvent>)>,
 }
 
 /// The change log and the watchers of one store.
@@ -52,8 +54,11 @@ impl Hub {
     pub fn publish(&self, events: Vec<WatchEvent>) {
         let mut g = self.lock();
         for ev in events {
-            g.watchers.retain(|(prefix, tx)| {
-                !ev.key().starts_with(prefix.as_str()) || tx.send(ev.clone()).is_ok()
+            let rev = revision(&ev);
+            g.watchers.retain(|(prefix, from, tx)| {
+                rev <= *from
+                    || !ev.key().starts_with(prefix.as_str())
+                    || tx.send(ev.clone()).is_ok()
             });
             g.log.push_back(ev);
             while g.log.len() > self.capacity {
@@ -80,7 +85,7 @@ impl Hub {
                 let _ = tx.send(ev.clone());
             }
         }
-        g.watchers.push((prefix.to_owned(), tx));
+        g.watchers.push((prefix.to_owned(), from, tx));
         Ok(rx)
     }
 }

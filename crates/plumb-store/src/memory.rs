@@ -112,7 +112,6 @@ impl Store for MemoryStore {
     }
 
     async fn watch(&self, prefix: &str, from: Revision) -> Result<Watch, StoreError> {
-        let _g = self.lock()?;
         self.shared.hub.watch(prefix, from)
     }
 

@@ -26,7 +26,8 @@ struct Shared {
     hub: Hub,
     leases: Leases,
     /// Held from a write transaction's start until its changes are published, so that
-    /// watchers get commits in revision order.
+    /// watchers get commits in revision order (the hub skips, per watcher, what is older than
+    /// the revision it watches from).
     writing: Mutex<()>,
 }
 
@@ -248,11 +249,6 @@ impl Store for RedbStore {
     }
 
     async fn watch(&self, prefix: &str, from: Revision) -> Result<Watch, StoreError> {
-        let _writing = self
-            .shared
-            .writing
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
         self.shared.hub.watch(prefix, from)
     }
 

@@ -26,15 +26,11 @@ pub fn start(ctl: Arc<Controller>, tasks: &TaskTracker, stop: CancellationToken)
 
 /// Removes every sandbox whose owner process is gone.
 async fn reap_once(ctl: &Controller) {
-    for v in ctl.sandboxes().await {
-        let Some(owner) = v.sandbox.spec.owner else {
-            continue;
-        };
+    for (id, name, owner) in ctl.owned_sandboxes() {
         if plumb_api::peer::alive(&owner) {
             continue;
         }
-        let name = &v.sandbox.spec.name;
-        match ctl.delete_sandbox(v.sandbox.id.as_str()).await {
+        match ctl.delete_sandbox(id.as_str()).await {
             Ok(()) => {
                 tracing::info!(sandbox = %name, pid = owner.pid, "removed a sandbox whose process is gone")
             }

@@ -34,17 +34,34 @@ pub(super) struct Planned {
 /// giving up.
 const DECLINES: usize = 256;
 
-fn ipam_err(driver: &str, e: crate::BoxError) -> Error {
+/// The controller's error for an IPAM driver's: the built-in driver's typed errors become
+/// the user's (naming `network` and `field`), a plugin's text is kept as the source.
+fn ipam_err(driver: &str, network: &str, field: &str, e: crate::BoxError) -> Error {
     match e.downcast::<IpamError>() {
         Ok(e) => match *e {
             IpamError::NoPool { family } => Error::NoAvailablePool { family },
-            other => Error::invalid("IPAM", other.to_string()),
+            IpamError::Exhausted(subnet) => Error::PoolExhausted {
+                network: network.to_owned(),
+                subnet: subnet.to_string(),
+            },
+            IpamError::InUse(address) => Error::AddressInUse {
+                address,
+                network: network.to_owned(),
+                holder: "another endpoint".into(),
+            },
+            other => Error::invalid(field, other.to_string()),
         },
         Err(source) => Error::Driver {
             driver: format!("IPAM {driver}"),
             source,
         },
     }
+}
+
+/// True when `net`'s addresses come from the built-in driver (which plumb restores at start;
+/// a plugin keeps its own state).
+fn builtin_ipam(net: &Network) -> bool {
+    net.spec.ipam_driver.is_empty() || net.spec.ipam_driver == DEFAULT_IPAM
 }
 
 /// The conventional gateway: the subnet's first host address.
@@ -87,14 +104,14 @@ impl Controller {
         options: &BTreeMap<String, String>,
     ) -> Result<Vec<Pool>> {
         let mut granted: Vec<Pool> = Vec::new();
-        let result = self
+        if let Err(e) = self
             .grant_each(ipam, network, planned, avoid, options, &mut granted)
-            .await;
-        if result.is_err() {
+            .await
+        {
             for p in &granted {
                 self.release_pool(ipam, p).await;
             }
-            return result.map(|_| Vec::new());
+            return Err(e);
         }
         Ok(granted)
     }
@@ -125,7 +142,12 @@ impl Controller {
                         for d in &declined {
                             let _ = ipam.release_pool(d).await;
                         }
-                        return Err(ipam_err(&name, e));
+                        return Err(ipam_err(
+                            &name,
+                            network,
+                            &format!("IPAM.Config[{i}].Subnet"),
+                            e,
+                        ));
                     }
                 };
                 let clash = p.subnet.is_none() && avoid.iter().any(|a| overlaps(a, &g.pool));
@@ -157,21 +179,13 @@ impl Controller {
             let field = |f: &str| format!("IPAM.Config[{i}].{f}");
             let gateway = p.gateway.or_else(|| first_host(grant.pool));
             if let Some(gw) = gateway {
-                if let Err(e) = crate::validate::host_address(&field("Gateway"), gw, &grant.pool) {
-                    granted.push(pool);
-                    return Err(e);
-                }
+                // An explicit gateway was checked when planned; the first host never needs it.
                 let mut opts = BTreeMap::new();
                 opts.insert(REQUEST_ADDRESS_TYPE.to_owned(), GATEWAY_ADDRESS.to_owned());
                 let got = ipam.request_address(&pool.pool_id, Some(gw), &opts).await;
                 if let Err(e) = got {
                     granted.push(pool);
-                    return Err(match ipam_err(&name, e) {
-                        Error::InvalidParameter { reason, .. } => {
-                            Error::invalid(field("Gateway"), reason)
-                        }
-                        e => e,
-                    });
+                    return Err(ipam_err(&name, network, &field("Gateway"), e));
                 }
                 pool.gateway = Some(gw);
             }
@@ -181,13 +195,14 @@ impl Controller {
                     .await;
                 if let Err(e) = got {
                     granted.push(pool);
-                    return Err(match ipam_err(&name, e) {
-                        Error::InvalidParameter { reason, .. } => Error::invalid(
-                            field("AuxiliaryAddresses"),
-                            format!("{aux}={ip}: {reason}"),
-                        ),
-                        e => e,
-                    });
+                    return Err(
+                        match ipam_err(&name, network, &field("AuxiliaryAddresses"), e) {
+                            Error::InvalidParameter { field, reason } => {
+                                Error::invalid(field, format!("{aux}={ip}: {reason}"))
+                            }
+                            e => e,
+                        },
+                    );
                 }
                 pool.aux_addresses.insert(aux.clone(), *ip);
             }
@@ -248,24 +263,7 @@ impl Controller {
                     .request_address(&pool.pool_id, wanted, &BTreeMap::new())
                     .await
                     .map(Some)
-                    .map_err(|e| match e.downcast::<IpamError>() {
-                        Ok(e) => match *e {
-                            IpamError::Exhausted(subnet) => Error::PoolExhausted {
-                                network: net_name.clone(),
-                                subnet: subnet.to_string(),
-                            },
-                            IpamError::InUse(address) => Error::AddressInUse {
-                                address,
-                                network: net_name.clone(),
-                                holder: "another endpoint".into(),
-                            },
-                            other => Error::invalid(field, other.to_string()),
-                        },
-                        Err(source) => Error::Driver {
-                            driver: format!("IPAM {}", ipam.name()),
-                            source,
-                        },
-                    }),
+                    .map_err(|e| ipam_err(ipam.name(), &net_name, field, e)),
                 Ok(None) => Ok(None),
                 Err(e) => Err(e),
             };
@@ -312,10 +310,12 @@ impl Controller {
     /// At start: asks the built-in driver for a stored network's pools and held addresses
     /// again (a plugin keeps its own state and is not asked to recreate it).
     pub(super) async fn restore_pools(&self, net: &mut Network) -> Result<()> {
-        if !net.spec.ipam_driver.is_empty() && net.spec.ipam_driver != DEFAULT_IPAM {
+        if !builtin_ipam(net) {
             return Ok(());
         }
         let ipam = self.ipam(DEFAULT_IPAM)?;
+        let name = net.spec.name.clone();
+        let err = |e| ipam_err(DEFAULT_IPAM, &name, "IPAM.Config", e);
         for p in &mut net.pools {
             let req = PoolRequest {
                 address_space: LOCAL_SPACE.to_owned(),
@@ -324,15 +324,11 @@ impl Controller {
                 options: BTreeMap::new(),
                 v6: matches!(p.subnet, IpNet::V6(_)),
             };
-            let g = ipam
-                .request_pool(&req)
-                .await
-                .map_err(|e| ipam_err(DEFAULT_IPAM, e))?;
-            p.pool_id = g.pool_id;
+            p.pool_id = ipam.request_pool(&req).await.map_err(err)?.pool_id;
             for ip in p.gateway.iter().chain(p.aux_addresses.values()) {
                 ipam.request_address(&p.pool_id, Some(*ip), &BTreeMap::new())
                     .await
-                    .map_err(|e| ipam_err(DEFAULT_IPAM, e))?;
+                    .map_err(err)?;
             }
         }
         Ok(())
@@ -349,16 +345,16 @@ impl Controller {
                 .held
                 .insert(a.addr(), Holder::Endpoint(ep.name.clone()));
         }
-        let d = &entry.net.spec.ipam_driver;
-        if !d.is_empty() && d != DEFAULT_IPAM {
+        if !builtin_ipam(&entry.net) {
             return Ok(());
         }
         let ipam = self.ipam(DEFAULT_IPAM)?;
+        let name = &entry.net.spec.name;
         for a in [ep.ipv4, ep.ipv6].into_iter().flatten() {
             if let Some(p) = entry.pool_for(a.addr()) {
                 ipam.request_address(&p.pool_id, Some(a.addr()), &BTreeMap::new())
                     .await
-                    .map_err(|e| ipam_err(DEFAULT_IPAM, e))?;
+                    .map_err(|e| ipam_err(DEFAULT_IPAM, name, "IPAMConfig", e))?;
             }
         }
         Ok(())

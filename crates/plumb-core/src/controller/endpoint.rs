@@ -58,7 +58,7 @@ impl Controller {
 
     /// Joins an existing endpoint to a sandbox.
     pub async fn join(&self, network: &str, endpoint: &str, sandbox: &str) -> Result<Endpoint> {
-        let _sandbox = self.lock_sandbox(sandbox).await?;
+        let (_, _sandbox) = self.lock_sandbox(sandbox).await?;
         let mut st = self.lock().await;
         let net_id = st.find_network(network)?;
         let ep_id = find_endpoint(&st, &net_id, endpoint)?;
@@ -115,7 +115,7 @@ impl Controller {
 
     /// Takes an endpoint out of its sandbox; it keeps its addresses.
     pub async fn leave(&self, network: &str, endpoint: &str, sandbox: &str) -> Result<Endpoint> {
-        let _sandbox = self.lock_sandbox(sandbox).await?;
+        let (_, _sandbox) = self.lock_sandbox(sandbox).await?;
         let mut st = self.lock().await;
         let net_id = st.find_network(network)?;
         let ep_id = find_endpoint(&st, &net_id, endpoint)?;
@@ -168,11 +168,17 @@ impl Controller {
         sandbox: &str,
         mut spec: EndpointSpec,
     ) -> Result<Endpoint> {
-        let _sandbox = self.lock_sandbox(sandbox).await?;
+        let (locked, _sandbox) = self.lock_sandbox(sandbox).await?;
         let mut st = self.lock().await;
         st.phases.start();
         let net_id = st.find_network(network)?;
         let sb_id = st.find_sandbox(sandbox)?;
+        if sb_id != locked {
+            // Removed and made anew under the same name meanwhile: not the one we locked.
+            return Err(Error::SandboxNotFound {
+                name: sandbox.to_owned(),
+            });
+        }
         self.check_attachable(&st, &net_id, &sb_id)?;
         if spec.name.is_empty() {
             spec.name = st.sb(&sb_id)?.sb.spec.name.clone();
@@ -244,7 +250,7 @@ impl Controller {
 
     /// Takes the sandbox's endpoint on `network` out and deletes it.
     pub async fn disconnect(&self, network: &str, sandbox: &str) -> Result<()> {
-        let _sandbox = self.lock_sandbox(sandbox).await?;
+        let (_, _sandbox) = self.lock_sandbox(sandbox).await?;
         let mut st = self.lock().await;
         let net_id = st.find_network(network)?;
         let sb_id = st.find_sandbox(sandbox)?;

@@ -64,13 +64,14 @@ impl Controller {
             WatchEvent::Delete { revision, .. } => *revision,
         };
         let mut st = self.lock().await;
-        if self
-            .own
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&rev)
         {
-            return;
+            let mut own = self.own.lock().unwrap_or_else(|p| p.into_inner());
+            if own.remove(&rev) {
+                return;
+            }
+            // Changes come in revision order: an own revision below this one was seen while
+            // its operation was still running (a connect in progress) and will not come again.
+            *own = own.split_off(&rev);
         }
         let key = ev.key().to_owned();
         let mut parts = key.splitn(3, '/');

@@ -227,17 +227,21 @@ impl Controller {
         }
     }
 
-    /// Takes the lock of the sandbox `name` names now (resolved on the latest snapshot).
-    async fn lock_sandbox(&self, name: &str) -> Result<tokio::sync::OwnedMutexGuard<()>> {
+    /// Takes the lock of the sandbox `name` names now (resolved on the latest snapshot);
+    /// returns its id with the guard.
+    async fn lock_sandbox(
+        &self,
+        name: &str,
+    ) -> Result<(crate::SandboxId, tokio::sync::OwnedMutexGuard<()>)> {
         let id = self.snapshot().find_sandbox(name)?;
         let lock = self
             .sb_locks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(id)
+            .entry(id.clone())
             .or_default()
             .clone();
-        Ok(lock.lock_owned().await)
+        Ok((id, lock.lock_owned().await))
     }
 
     /// Forgets the lock of a removed sandbox.

@@ -8,12 +8,12 @@ use crate::model::{Endpoint, Network, NetworkSpec, Sandbox};
 impl Controller {
     pub(super) async fn load_and_reconcile(&self) -> Result<()> {
         let mut st = self.lock().await;
-        // Read the revision first: anything committed after it is seen by the follower, and
-        // applying a change twice is harmless.
-        let revision = self.store.list("networks/").await?.revision;
+        // The follower starts at this listing's revision: what the later listings see
+        // beyond it comes again through the watch, and applying it twice is harmless.
+        let networks = self.store.list("networks/").await?;
         self.loaded_revision
-            .store(revision, std::sync::atomic::Ordering::SeqCst);
-        for e in self.store.list("networks/").await?.entries {
+            .store(networks.revision, std::sync::atomic::Ordering::SeqCst);
+        for e in networks.entries {
             let mut n: Network = decode(&e.key, &e.value)?;
             self.restore_pools(&mut n).await?;
             st.net_names.insert(n.spec.name.clone(), n.id.clone());

@@ -118,7 +118,7 @@ impl Controller {
 
     /// Deletes a sandbox: its endpoints leave and are deleted, then its namespace goes.
     pub async fn delete_sandbox(&self, name: &str) -> Result<()> {
-        let _sandbox = self.lock_sandbox(name).await?;
+        let (_, _sandbox) = self.lock_sandbox(name).await?;
         let mut st = self.lock().await;
         let id = st.find_sandbox(name)?;
         let entry = st.sb(&id)?;
@@ -176,6 +176,15 @@ impl Controller {
         drop(st);
         self.emit(sandbox_event("destroy", &sb));
         Ok(())
+    }
+
+    /// The sandboxes that follow the life of a process (`AutoRemove`): (id, name, owner).
+    pub fn owned_sandboxes(&self) -> Vec<(SandboxId, String, crate::model::Owner)> {
+        self.snapshot()
+            .sandboxes
+            .values()
+            .filter_map(|s| Some((s.sb.id.clone(), s.sb.spec.name.clone(), s.sb.spec.owner?)))
+            .collect()
     }
 
     /// All sandboxes, by name.

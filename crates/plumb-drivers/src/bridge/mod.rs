@@ -458,9 +458,7 @@ impl NetworkDriver for BridgeDriver {
                 && l.master.is_none_or(|m| ours.contains(&m))
                 && !veths.contains(&l.name);
             let stale_bridge = l.kind.as_deref() == Some("bridge")
-                && l.alias
-                    .as_deref()
-                    .is_some_and(|a| a.starts_with(OWNER_MARK))
+                && ours.contains(&l.index)
                 && !l.alias.as_ref().is_some_and(|a| marks.contains(a))
                 && !bridges.contains(&l.name);
             if stale_veth || stale_bridge {
