@@ -1,6 +1,6 @@
 //! The kernel's own floor for a bridge port: the same operations plumbd's bridge driver asks
 //! for on the host side (a veth whose peer goes into a sandbox namespace, enslaved to the
-//! bridge at creation, then brought up), issued by `ip -batch` with no plumbd at all, in
+//! bridge at creation with one queue each way, then brought up), issued by `ip -batch` with no plumbd at all, in
 //! batches of 100 as the bridge fills. Its growth is what no user-space design removes.
 
 use crate::Figure;
@@ -61,7 +61,7 @@ pub fn floor_figures(figures: &mut Vec<Figure>, n: usize) {
             .clone()
             .map(|i| {
                 format!(
-                    "link add pf{i} master brf type veth peer name eth0 netns {}\n",
+                    "link add pf{i} numtxqueues 1 numrxqueues 1 master brf type veth peer name eth0 netns {} numtxqueues 1 numrxqueues 1\n",
                     ns.0[i]
                 )
             })
