@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages plumb needs to run and to test (idempotent).
 set -euo pipefail
-pkgs=(iproute2 nftables iputils-ping util-linux procps dnsutils dnsperf make gcc python3)
+# protobuf-compiler builds the etcd client; etcd-server (with etcdctl from etcd-client) runs
+# the cluster store in the multi-host tests; iperf3 measures the overlay data path.
+pkgs=(iproute2 nftables iputils-ping util-linux procps dnsutils dnsperf make gcc python3
+      protobuf-compiler etcd-server etcd-client iperf3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

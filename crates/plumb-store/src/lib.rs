@@ -2,17 +2,22 @@
 //!
 //! - [`RedbStore`]: the embedded default, a single redb file, one durable write
 //!   transaction per commit (survives `kill -9` and power loss).
+//! - [`EtcdStore`] (feature `etcd`): global-scope state in an etcd cluster shared by hosts.
 //! - [`MemoryStore`]: the same semantics in memory, for tests and throwaway daemons.
 //!
 //! Both keep the last [`hub::HISTORY`] changes so that a watcher can start from a revision
 //! a listing returned (gap-free list-then-watch), and both hold leases whose keys go when the
 //! lease expires. Leases live as long as the process that granted them.
 
+#[cfg(feature = "etcd")]
+mod etcd;
 mod hub;
 mod leases;
 mod memory;
 mod redb_store;
 
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdOptions, EtcdStore};
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
 

@@ -1,16 +1,13 @@
 //! [`TestHost`]: a network namespace running plumbd, torn down on drop.
 
 use crate::sweep::{kill_in_netns, unmount_under};
-use crate::{bin_dir, unique_tag, NS_PREFIX, TEST_ROOT};
+use crate::{bin_dir, unique_tag, NS_PREFIX, SWEEP, TEST_ROOT};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
 use std::time::{Duration, Instant};
-
-static SWEEP: Once = Once::new();
 
 /// What a command printed and how it ended.
 #[derive(Debug, Clone)]
@@ -40,7 +37,7 @@ impl From<std::process::Output> for CmdOutput {
     }
 }
 
-fn run_cmd(cmd: &mut Command) -> CmdOutput {
+pub(crate) fn run_cmd(cmd: &mut Command) -> CmdOutput {
     cmd.stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))

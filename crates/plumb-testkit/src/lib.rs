@@ -12,12 +12,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod cluster;
 pub mod crash;
 mod host;
 mod rng;
 mod stubdns;
 mod sweep;
 
+pub use cluster::{in_netns, Etcd, Underlay};
 pub use host::{CmdOutput, TestHost};
 pub use rng::Rng;
 pub use stubdns::StubDns;
@@ -32,6 +34,9 @@ pub const TEST_ROOT: &str = "/tmp/plumb-test";
 pub const NS_PREFIX: &str = "plt-";
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs the sweep of leftovers once per process, before the first host or underlay.
+pub(crate) static SWEEP: std::sync::Once = std::sync::Once::new();
 
 /// A name unique to this process and call: `<pid>-<n>`.
 pub fn unique_tag() -> String {

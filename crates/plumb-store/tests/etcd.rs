@@ -1,0 +1,218 @@
+//! The store contract against a real etcd (Debian's etcd-server) running in a throwaway
+//! namespace: revisions, compare-and-swap, gap-free list-then-watch after a burst, compaction,
+//! leases, and a clear error within the deadline when etcd is gone.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use plumb_core::store::{Expect, Op, Store, StoreError, WatchEvent};
+use plumb_store::{EtcdOptions, EtcdStore};
+use plumb_testkit::{in_netns, Etcd, Underlay};
+use std::time::{Duration, Instant};
+
+fn put(k: &str, v: u32) -> Op {
+    Op::put(k, v.to_string().into_bytes(), Expect::Any)
+}
+
+fn rev(e: &WatchEvent) -> u64 {
+    match e {
+        WatchEvent::Put(x) => x.revision,
+        WatchEvent::Delete { revision, .. } => *revision,
+    }
+}
+
+/// Runs `f` against a fresh etcd, from inside the etcd's namespace.
+fn with_etcd<F, Fut>(f: F)
+where
+    F: FnOnce(EtcdStore, Etcd) -> Fut + Send,
+    Fut: std::future::Future<Output = ()>,
+{
+    if !plumb_testkit::prerequisites() {
+        return;
+    }
+    let ul = Underlay::new();
+    let etcd = Etcd::start(&ul.ns, "10.98.0.1", 1);
+    let eps = etcd.endpoints.clone();
+    in_netns(&ul.ns, move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let s = EtcdStore::connect(EtcdOptions::new(eps)).await.unwrap();
+            f(s, etcd).await;
+        });
+    });
+}
+
+#[test]
+fn etcd_keeps_the_store_contract() {
+    with_etcd(|s, etcd| async move {
+        // Compare-and-swap.
+        let r1 = s
+            .commit(vec![Op::put("networks/a", b"1".to_vec(), Expect::Absent)])
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.commit(vec![Op::put("networks/a", b"2".to_vec(), Expect::Absent)])
+                .await,
+            Err(StoreError::Conflict { ref key, .. }) if key == "networks/a"
+        ));
+        let r2 = s
+            .commit(vec![Op::put("networks/a", b"2".to_vec(), Expect::At(r1))])
+            .await
+            .unwrap();
+        assert!(r2 > r1);
+        assert!(matches!(
+            s.commit(vec![Op::delete("networks/a", Expect::At(r1))])
+                .await,
+            Err(StoreError::Conflict { .. })
+        ));
+        let e = s.get("networks/a").await.unwrap().unwrap();
+        assert_eq!((e.value.as_slice(), e.revision), (&b"2"[..], r2));
+        // All or nothing: a failing condition writes neither key.
+        assert!(s
+            .commit(vec![
+                put("networks/b", 1),
+                Op::put("networks/a", b"3".to_vec(), Expect::Absent),
+            ])
+            .await
+            .is_err());
+        assert!(s.get("networks/b").await.unwrap().is_none());
+
+        // 1,000 commits from 4 tasks, then a watch from the listing's revision sees each.
+        let listing = s.list("networks/").await.unwrap();
+        assert_eq!(listing.entries.len(), 1);
+        let mut tasks = Vec::new();
+        for t in 0..4 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..250 {
+                    s.commit(vec![
+                        put(&format!("networks/{t}-{i}"), i),
+                        put("other/x", i),
+                    ])
+                    .await
+                    .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut w = s.watch("networks/", listing.revision).await.unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 1000 {
+            let ev = tokio::time::timeout(Duration::from_secs(5), w.recv())
+                .await
+                .expect("every change arrives")
+                .unwrap();
+            assert!(ev.key().starts_with("networks/"), "prefix filtered: {ev:?}");
+            seen.push(rev(&ev));
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, seen, "in revision order, no repeats");
+        assert!(seen[0] > listing.revision);
+        let r = s.commit(vec![put("networks/late", 1)]).await.unwrap();
+        let ev = w.recv().await.unwrap();
+        assert_eq!((ev.key(), rev(&ev)), ("networks/late", r));
+        s.commit(vec![Op::delete("networks/late", Expect::Any)])
+            .await
+            .unwrap();
+        assert!(
+            matches!(w.recv().await.unwrap(), WatchEvent::Delete { key, .. } if key == "networks/late")
+        );
+
+        // Compaction: a watch from before it must resync.
+        let now = s.list("").await.unwrap().revision;
+        let o = etcd.etcdctl(&etcd.endpoints, &["compact", &now.to_string()]);
+        assert!(o.ok(), "etcdctl compact: {}", o.stderr);
+        match s.watch("networks/", listing.revision).await {
+            Err(e @ StoreError::Compacted { .. }) => assert!(e.to_string().contains("resync")),
+            other => panic!("expected compacted, got {other:?}"),
+        }
+        assert!(s.watch("networks/", now).await.is_ok());
+
+        // Leases: expiry deletes the keys (and watchers see it), keep-alive holds them.
+        let short = s.grant(Duration::from_secs(1)).await.unwrap();
+        let kept = s.grant(Duration::from_secs(1)).await.unwrap();
+        let leased = |k: &str, l| Op::Put {
+            key: k.into(),
+            value: b"v".to_vec(),
+            expect: Expect::Any,
+            lease: Some(l),
+        };
+        let start = s.list("").await.unwrap().revision;
+        s.commit(vec![leased("nodes/a", short), leased("nodes/b", kept)])
+            .await
+            .unwrap();
+        let mut w = s.watch("nodes/", start).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.get("nodes/a").await.unwrap().is_some() {
+            assert!(Instant::now() < deadline, "the short lease never expired");
+            s.keep_alive(kept).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            s.get("nodes/b").await.unwrap().is_some(),
+            "kept lease's key stays"
+        );
+        let gone = s.keep_alive(short).await;
+        assert!(
+            matches!(gone, Err(StoreError::LeaseNotFound(_))),
+            "{gone:?}"
+        );
+        let mut deleted = false;
+        while let Ok(ev) = w.try_recv() {
+            deleted |= matches!(&ev, WatchEvent::Delete { key, .. } if key == "nodes/a");
+        }
+        assert!(deleted, "watchers see the expiry as a delete");
+        assert!(matches!(
+            s.commit(vec![leased("nodes/c", short)]).await,
+            Err(StoreError::LeaseNotFound(_))
+        ));
+        s.revoke(kept).await.unwrap();
+        assert!(s.get("nodes/b").await.unwrap().is_none());
+
+        // Keys outside the prefix are not ours: never listed.
+        let o = etcd.etcdctl(&etcd.endpoints, &["put", "someone-else/k", "v"]);
+        assert!(o.ok(), "{}", o.stderr);
+        assert!(s
+            .list("")
+            .await
+            .unwrap()
+            .entries
+            .iter()
+            .all(|e| !e.key.contains("someone-else")));
+    });
+}
+
+#[test]
+fn an_unreachable_etcd_is_a_clear_error_within_the_deadline() {
+    with_etcd(|s, mut etcd| async move {
+        s.commit(vec![put("networks/x", 1)]).await.unwrap();
+        etcd.stop();
+        let t = Instant::now();
+        let e = s.commit(vec![put("networks/y", 1)]).await.unwrap_err();
+        let took = t.elapsed();
+        assert!(
+            e.to_string().contains("cluster store"),
+            "the error names the cluster store: {e}"
+        );
+        // A deadline is a behaviour here (no hang), not a timing figure: generous bound.
+        assert!(took < Duration::from_secs(10), "took {took:?}");
+        etcd.resume();
+        // Back: the same client works again without being rebuilt.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match s.get("networks/x").await {
+                Ok(Some(_)) => break,
+                other => {
+                    assert!(Instant::now() < deadline, "etcd never came back: {other:?}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    });
+}

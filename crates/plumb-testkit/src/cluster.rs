@@ -1,0 +1,281 @@
+//! Several hosts on one wire: an underlay (a bridge in a namespace of its own, each test host
+//! attached by a veth with its own address, like NICs on a switch) and etcd, from Debian's
+//! `etcd-server`, running inside the underlay namespace, one member or three.
+
+use crate::host::{run_cmd, TestHost};
+use crate::{unique_tag, NS_PREFIX, SWEEP, TEST_ROOT};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The underlay's subnet: `10.98.0.0/24`, the underlay namespace itself at `.1`.
+pub const UNDERLAY_PREFIX: &str = "10.98.0";
+
+/// Name of a host's underlay interface (what a NIC would be called).
+pub const UNDERLAY_IF: &str = "ens5";
+
+/// A switch the test hosts plug into, with its own namespace.
+pub struct Underlay {
+    /// The underlay's namespace (holds the bridge `ul0` at `10.98.0.1/24`).
+    pub ns: String,
+    attached: usize,
+}
+
+impl Underlay {
+    /// Creates the namespace and its bridge.
+    pub fn new() -> Self {
+        SWEEP.call_once(crate::sweep);
+        let ns = format!("{NS_PREFIX}{}", unique_tag());
+        let o = run_cmd(Command::new("ip").args(["netns", "add", &ns]));
+        assert!(o.ok(), "ip netns add {ns}: {}", o.stderr);
+        let u = Underlay { ns, attached: 0 };
+        u.sh(&format!(
+            "ip link set lo up && ip link add ul0 type bridge && ip addr add {UNDERLAY_PREFIX}.1/24 dev ul0 && ip link set ul0 up"
+        ));
+        u
+    }
+
+    /// Runs a shell script in the underlay namespace and asserts it succeeds.
+    pub fn sh(&self, script: &str) -> String {
+        let o = run_cmd(
+            Command::new("ip")
+                .args(["netns", "exec", &self.ns, "sh", "-c"])
+                .arg(script),
+        );
+        assert!(o.ok(), "underlay: {script}: {}", o.stderr);
+        o.stdout
+    }
+
+    /// Plugs `host` in: a veth `ens5` in the host with `10.98.0.<n>/24`, its peer on the
+    /// bridge. Returns the host's underlay address.
+    pub fn attach(&mut self, host: &TestHost) -> String {
+        self.attached += 1;
+        let n = self.attached + 10;
+        let addr = format!("{UNDERLAY_PREFIX}.{n}");
+        self.sh(&format!(
+            "ip link add u{n} type veth peer name {UNDERLAY_IF} netns {hns} && ip link set u{n} master ul0 up",
+            hns = host.ns
+        ));
+        let o = host.sh(&format!(
+            "ip addr add {addr}/24 dev {UNDERLAY_IF} && ip link set {UNDERLAY_IF} up"
+        ));
+        assert!(
+            o.ok(),
+            "addressing the underlay of {}: {}",
+            host.ns,
+            o.stderr
+        );
+        addr
+    }
+}
+
+impl Default for Underlay {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Underlay {
+    fn drop(&mut self) {
+        crate::sweep::kill_in_netns(&self.ns);
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// One etcd member process.
+struct Member {
+    name: String,
+    child: Option<Child>,
+    args: Vec<String>,
+    log: PathBuf,
+}
+
+/// etcd running in a namespace: one member, or three on ports 2379/2381/2383.
+pub struct Etcd {
+    ns: String,
+    dir: PathBuf,
+    members: Vec<Member>,
+    /// Client endpoints (`IP:PORT`), one per member.
+    pub endpoints: Vec<String>,
+}
+
+impl Etcd {
+    /// Starts `members` etcd members listening on `ip` inside `ns` and waits until the
+    /// cluster answers.
+    pub fn start(ns: &str, ip: &str, members: usize) -> Self {
+        let bin = "etcd";
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).exists()))
+            .unwrap_or(false);
+        assert!(
+            found,
+            "etcd not found: install Debian's etcd-server package (scripts/deps.sh does)"
+        );
+        let dir = PathBuf::from(TEST_ROOT).join(format!("{}-etcd", unique_tag()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let names: Vec<String> = (0..members).map(|i| format!("m{i}")).collect();
+        let client = |i: usize| format!("{ip}:{}", 2379 + 2 * i);
+        let peer = |i: usize| format!("http://{ip}:{}", 2380 + 2 * i);
+        let cluster: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("{n}={}", peer(i)))
+            .collect();
+        let mut etcd = Etcd {
+            ns: ns.to_owned(),
+            dir: dir.clone(),
+            members: Vec::new(),
+            endpoints: (0..members).map(client).collect(),
+        };
+        for (i, name) in names.iter().enumerate() {
+            let args = vec![
+                format!("--name={name}"),
+                format!("--data-dir={}", dir.join(name).display()),
+                format!("--listen-client-urls=http://{}", client(i)),
+                format!("--advertise-client-urls=http://{}", client(i)),
+                format!("--listen-peer-urls={}", peer(i)),
+                format!("--initial-advertise-peer-urls={}", peer(i)),
+                format!("--initial-cluster={}", cluster.join(",")),
+                "--initial-cluster-state=new".to_owned(),
+                "--initial-cluster-token=plumb-test".to_owned(),
+                "--heartbeat-interval=50".to_owned(),
+                "--election-timeout=500".to_owned(),
+                "--logger=zap".to_owned(),
+                "--log-outputs=stderr".to_owned(),
+            ];
+            etcd.members.push(Member {
+                name: name.clone(),
+                child: None,
+                args,
+                log: dir.join(format!("{name}.log")),
+            });
+        }
+        for i in 0..members {
+            etcd.start_member(i);
+        }
+        etcd.wait_healthy(&etcd.endpoints.clone());
+        etcd
+    }
+
+    fn start_member(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        assert!(m.child.is_none(), "etcd member {} already running", m.name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.ns))
+            .arg("etcd")
+            .args(&m.args)
+            .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        m.child = Some(child);
+    }
+
+    /// Waits until every endpoint in `endpoints` reports healthy.
+    fn wait_healthy(&self, endpoints: &[String]) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let o = self.etcdctl(endpoints, &["endpoint", "health"]);
+            if o.ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not become healthy within 30 s: {}\n{}",
+                o.stderr,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Runs etcdctl (API v3) against `endpoints` inside the namespace.
+    pub fn etcdctl(&self, endpoints: &[String], args: &[&str]) -> crate::CmdOutput {
+        run_cmd(
+            Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{}", self.ns))
+                .arg("etcdctl")
+                .arg(format!("--endpoints={}", endpoints.join(",")))
+                .arg("--dial-timeout=1s")
+                .arg("--command-timeout=2s")
+                .args(args)
+                .env("ETCDCTL_API", "3"),
+        )
+    }
+
+    /// The `--cluster-store` value for plumbd: `etcd://IP:PORT,...`.
+    pub fn url(&self) -> String {
+        format!("etcd://{}", self.endpoints.join(","))
+    }
+
+    /// Kills member `i` (SIGKILL).
+    pub fn kill_member(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops every member (SIGKILL): the cluster store is unreachable.
+    pub fn stop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill_member(i);
+        }
+    }
+
+    /// Starts every stopped member again (with its data) and waits until healthy.
+    pub fn resume(&mut self) {
+        for i in 0..self.members.len() {
+            if self.members[i].child.is_none() {
+                self.start_member(i);
+            }
+        }
+        self.wait_healthy(&self.endpoints.clone());
+    }
+
+    /// The members' logs, for failure messages.
+    pub fn log(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| {
+                let text = std::fs::read_to_string(&m.log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                format!("--- {} ---\n{}", m.name, tail.join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `f` on a thread that entered the network namespace `ns` (sockets it opens, and the
+/// threads it starts, live there), and returns its result.
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on a namespace file we hold open; affects only this thread.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
