@@ -15,6 +15,8 @@ pub struct Capabilities {
     pub singleton: bool,
     /// Endpoints of this driver join host-mode sandboxes only (host).
     pub host_mode: bool,
+    /// Networks of this driver span hosts: their state lives in the cluster store (overlay).
+    pub global: bool,
 }
 
 /// What joining produced: the interface inside the sandbox and its gateways.
@@ -111,6 +113,17 @@ pub trait NetworkDriver: Send + Sync {
         _endpoint: &Endpoint,
         _ports: &[crate::ports::PortMapping],
     ) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// An endpoint of `network` joined on another host appeared (`endpoint.node` says
+    /// where): make it reachable from here. Must succeed if it is reachable already.
+    async fn peer_add(&self, _network: &Network, _endpoint: &Endpoint) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// An endpoint of `network` on another host went: forget it. Must succeed if it is gone.
+    async fn peer_remove(&self, _network: &Network, _endpoint: &Endpoint) -> Result<(), BoxError> {
         Ok(())
     }
 

@@ -18,6 +18,8 @@ pub enum ErrorKind {
     Forbidden,
     /// Something failed inside plumb or the kernel.
     Internal,
+    /// A service plumb depends on (the cluster store) cannot be reached now: retry later.
+    Unavailable,
 }
 
 /// Errors of the CNM controller.
@@ -220,6 +222,15 @@ pub enum Error {
     /// The state store failed.
     #[error("state store: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// The cluster store (etcd) that global networks live in cannot be reached.
+    #[error("{0}: global networks cannot change until it is back (local networks are unaffected)")]
+    ClusterUnavailable(String),
+    /// A global-scope driver was asked for, but this daemon has no cluster store.
+    #[error("{driver} networks span hosts and need a cluster store: start plumbd with --cluster-store etcd://HOST:PORT --cluster-advertise IP|IFACE")]
+    NoClusterStore {
+        /// The driver.
+        driver: String,
+    },
 }
 
 impl Error {
@@ -249,6 +260,8 @@ impl Error {
             | EndpointNotJoined { .. } => ErrorKind::InvalidParameter,
             PoolExhausted { .. } | NoAvailablePool { .. } => ErrorKind::Forbidden,
             Driver { .. } | Os { .. } | Store(_) => ErrorKind::Internal,
+            ClusterUnavailable(_) => ErrorKind::Unavailable,
+            NoClusterStore { .. } => ErrorKind::InvalidParameter,
         }
     }
 

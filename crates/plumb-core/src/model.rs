@@ -184,6 +184,18 @@ pub struct Endpoint {
     /// IPv6 gateway the driver offered at join (runtime only).
     #[serde(skip)]
     pub gateway_v6: Option<std::net::Ipv6Addr>,
+    /// The host the endpoint's sandbox is on, for endpoints of global networks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeRef>,
+}
+
+/// A host of a cluster: its name and its underlay address (where its VXLAN tunnels end).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NodeRef {
+    /// The node's name (unique in the cluster; the hostname unless given).
+    pub name: String,
+    /// The address other hosts reach it at (`--cluster-advertise`).
+    pub addr: IpAddr,
 }
 
 /// A sandbox as the caller asks for it.

@@ -211,6 +211,7 @@ mod tests {
             ifname: None,
             gateway_v4: None,
             gateway_v6: None,
+            node: None,
             ports: vec![],
         }
     }

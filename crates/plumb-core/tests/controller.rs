@@ -92,6 +92,7 @@ impl NetworkDriver for FakeBridge {
             needs_addresses: true,
             singleton: false,
             host_mode: false,
+            global: false,
         }
     }
     fn check_options(&self, _: &Network) -> Result<BTreeMap<String, String>, BoxError> {

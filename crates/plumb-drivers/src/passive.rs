@@ -19,6 +19,7 @@ impl PassiveDriver {
         PassiveDriver {
             name: "null",
             host_mode: false,
+            global: false,
         }
     }
 
@@ -27,6 +28,7 @@ impl PassiveDriver {
         PassiveDriver {
             name: "host",
             host_mode: true,
+            global: false,
         }
     }
 }
@@ -42,6 +44,7 @@ impl NetworkDriver for PassiveDriver {
             needs_addresses: false,
             singleton: true,
             host_mode: self.host_mode,
+            global: false,
         }
     }
 

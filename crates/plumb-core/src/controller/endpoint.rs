@@ -71,6 +71,7 @@ impl Controller {
             });
         }
         self.check_attachable(&st, &net_id, &sb_id)?;
+        ep.node = self.node_for(&st, &net_id);
         ep.sandbox = Some(sb_id.clone());
         ep.ifname = Some(st.free_ifname(&sb_id));
         self.reserve_ports(&mut st, &sb_id, &mut ep.ports)?;
@@ -166,6 +167,28 @@ impl Controller {
         &self,
         network: &str,
         sandbox: &str,
+        spec: EndpointSpec,
+    ) -> Result<Endpoint> {
+        let dynamic = spec.ipv4.is_none() && spec.ipv6.is_none();
+        let mut attempt = 0;
+        loop {
+            match self.connect_once(network, sandbox, spec.clone()).await {
+                // Another host claimed the address first (global networks): take the next.
+                Err(Error::AddressInUse { holder, .. })
+                    if dynamic && holder == super::cluster::CLAIMED_ELSEWHERE && attempt < 32 =>
+                {
+                    attempt += 1;
+                    self.hold_claimed(network).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn connect_once(
+        &self,
+        network: &str,
+        sandbox: &str,
         mut spec: EndpointSpec,
     ) -> Result<Endpoint> {
         let (locked, _sandbox) = self.lock_sandbox(sandbox).await?;
@@ -184,6 +207,7 @@ impl Controller {
             spec.name = st.sb(&sb_id)?.sb.spec.name.clone();
         }
         let mut ep = self.allocate(&mut st, &net_id, spec).await?;
+        ep.node = self.node_for(&st, &net_id);
         ep.sandbox = Some(sb_id.clone());
         ep.ifname = Some(st.free_ifname(&sb_id));
         if let Err(e) = self.reserve_ports(&mut st, &sb_id, &mut ep.ports) {
@@ -352,6 +376,7 @@ impl Controller {
             ifname: None,
             gateway_v4: None,
             gateway_v6: None,
+            node: None,
             ports: spec.ports,
         };
         if !needs {
@@ -653,6 +678,17 @@ impl Controller {
             sb.endpoints.remove(&ep.id);
         }
         st.endpoints.remove(&ep.id);
+    }
+}
+
+impl Controller {
+    /// This host, for endpoints of global networks (where other hosts must find them).
+    fn node_for(&self, st: &State, net: &NetworkId) -> Option<crate::model::NodeRef> {
+        let global = st
+            .networks
+            .get(net)
+            .is_some_and(|n| n.net.spec.scope == crate::model::Scope::Global);
+        global.then(|| self.node().cloned()).flatten()
     }
 }
 

@@ -36,12 +36,17 @@ impl Controller {
     /// controller is dropped. Call once, right after creating it.
     pub fn follow(self: &Arc<Self>) {
         self.following.store(true, Ordering::SeqCst);
+        self.keep_node_alive();
         let from = self.loaded_revision.load(Ordering::SeqCst);
         let me: Weak<Self> = Arc::downgrade(self);
         let task = tokio::spawn(async move {
             let mut watch = {
                 let Some(ctl) = me.upgrade() else { return };
-                match ctl.store.watch("", from).await {
+                let store = match ctl.cluster() {
+                    Some(c) => c.cfg.store.clone(),
+                    None => ctl.store.clone(),
+                };
+                match store.watch("", from).await {
                     Ok(w) => w,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot follow the store");
@@ -93,6 +98,9 @@ impl Controller {
                         tracing::warn!(network = %n.spec.name, error = %err, "creating a foreign network here failed");
                     }
                 }
+                if let Some(c) = self.cluster() {
+                    c.set_global(&n.id, n.spec.scope == crate::model::Scope::Global);
+                }
                 tracing::info!(network = %n.spec.name, "network created by another controller");
                 st.net_names.insert(n.spec.name.clone(), n.id.clone());
                 st.networks
@@ -110,6 +118,9 @@ impl Controller {
                     return;
                 }
                 let n = entry.net.clone();
+                if let Some(c) = self.cluster() {
+                    c.set_global(&id, false);
+                }
                 st.networks.remove(&id);
                 st.net_names.remove(&n.spec.name);
                 if let Ok(ipam) = self.ipam(&n.spec.ipam_driver) {
@@ -141,6 +152,10 @@ impl Controller {
                         return;
                     }
                     self.names.remove(&ep.id);
+                    let old = old.clone();
+                    if let Some(n) = st.networks.get(&old.network) {
+                        self.remove_peer(&n.net, &old).await;
+                    }
                 }
                 let Some(entry) = st.networks.get_mut(&ep.network) else {
                     tracing::warn!(endpoint = %ep.name, "a foreign endpoint of an unknown network: ignored");
@@ -154,6 +169,8 @@ impl Controller {
                 if let Some(sb) = remote_sandbox(&ep) {
                     self.names.add(&sb, &ep, internal);
                 }
+                let net = entry.net.clone();
+                self.add_peer(&net, &ep).await;
                 st.endpoints.insert(ep.id.clone(), (ep, e.revision));
             }
             (Some("endpoints"), WatchEvent::Delete { .. }) => {
@@ -172,9 +189,42 @@ impl Controller {
                     return;
                 }
                 self.names.remove(&ep.id);
+                if let Some(n) = st.networks.get(&ep.network) {
+                    self.remove_peer(&n.net, &ep).await;
+                }
                 self.forget_endpoint(&mut st, &ep).await;
             }
             _ => {}
+        }
+    }
+
+    /// True for an endpoint joined on another host of the cluster.
+    fn on_other_node(&self, ep: &Endpoint) -> bool {
+        ep.sandbox.is_some() && ep.node.is_some() && ep.node.as_ref() != self.node()
+    }
+
+    /// Tells the network's driver that an endpoint on another host is joined (tunnels,
+    /// neighbour entries); failures are logged, the next change or restart tries again.
+    pub(super) async fn add_peer(&self, net: &Network, ep: &Endpoint) {
+        if !self.on_other_node(ep) {
+            return;
+        }
+        if let Ok(d) = self.driver(&net.spec.driver) {
+            if let Err(e) = d.peer_add(net, ep).await {
+                tracing::warn!(endpoint = %ep.name, network = %net.spec.name, error = %e, "programming a remote endpoint failed");
+            }
+        }
+    }
+
+    /// Tells the network's driver that an endpoint on another host went.
+    pub(super) async fn remove_peer(&self, net: &Network, ep: &Endpoint) {
+        if !self.on_other_node(ep) {
+            return;
+        }
+        if let Ok(d) = self.driver(&net.spec.driver) {
+            if let Err(e) = d.peer_remove(net, ep).await {
+                tracing::warn!(endpoint = %ep.name, network = %net.spec.name, error = %e, "withdrawing a remote endpoint failed");
+            }
         }
     }
 

@@ -49,6 +49,7 @@ mod tests {
             ifname: None,
             gateway_v4: gw.then(|| "10.0.0.1".parse().unwrap()),
             gateway_v6: None,
+            node: None,
             ports: vec![],
         }
     }

@@ -5,6 +5,7 @@
 //! recording inverses in a [`Journal`] so that a failure leaves nothing half-made.
 
 mod addresses;
+mod cluster;
 mod endpoint;
 mod follow;
 mod gateway;
@@ -15,6 +16,7 @@ mod repair;
 mod sandbox;
 mod state;
 
+pub use cluster::{Cluster, NodeRecord, NodeStatus, VNI_OPTION};
 pub use gateway::{pick as pick_gateway, Candidate};
 pub use network::NetworkView;
 pub use repair::{Repair, RepairAction};
@@ -54,6 +56,8 @@ pub struct Config {
     pub resolvers: Vec<Arc<dyn crate::registry::DriverResolver>>,
     /// IPAM drivers besides the built-in `default` (remote IPAM plugins).
     pub ipams: Vec<Arc<dyn crate::ipam_driver::Ipam>>,
+    /// The cluster this host is part of (global networks), if any.
+    pub cluster: Option<Cluster>,
 }
 
 impl Default for Config {
@@ -66,6 +70,7 @@ impl Default for Config {
             port_holder: None,
             resolvers: Vec::new(),
             ipams: Vec::new(),
+            cluster: None,
         }
     }
 }
@@ -101,6 +106,10 @@ pub struct Controller {
     sb_locks: std::sync::Mutex<std::collections::HashMap<crate::SandboxId, Arc<Mutex<()>>>>,
     /// The follower task, stopped when the controller goes.
     follower: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    /// The cluster store side, when this host is part of a cluster.
+    cluster: Option<cluster::ClusterState>,
+    /// Background tasks (the node's keep-alive), stopped when the controller goes.
+    tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl Drop for Controller {
@@ -110,6 +119,14 @@ impl Drop for Controller {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
+        {
+            t.abort();
+        }
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
         {
             t.abort();
         }
@@ -139,7 +156,10 @@ impl Controller {
         );
         let (events, _) = broadcast::channel(1024);
         let names = config.names.clone().unwrap_or_default();
+        let cluster = config.cluster.clone().map(cluster::ClusterState::new);
         let ctl = Controller {
+            cluster,
+            tasks: Default::default(),
             state: Mutex::new(State::default()),
             snapshot: Default::default(),
             store,
@@ -157,6 +177,7 @@ impl Controller {
             follower: Default::default(),
             sb_locks: Default::default(),
         };
+        ctl.register_node().await?;
         ctl.load_and_reconcile().await?;
         ctl.ensure_predefined().await?;
         Ok(ctl)
@@ -269,9 +290,16 @@ impl Controller {
         self.drivers.names()
     }
 
+    /// Commits `ops` (all about one object) to the store that keeps them.
     async fn commit(&self, ops: Vec<Op>) -> Result<Revision> {
-        let rev = self.store.commit(ops).await?;
-        if self.following.load(std::sync::atomic::Ordering::SeqCst) {
+        let (rev, route) = self.commit_routed(ops).await?;
+        // The follower watches the cluster store when there is one, else the local one.
+        let followed = if self.cluster.is_some() {
+            cluster::Route::Cluster
+        } else {
+            cluster::Route::Local
+        };
+        if route == followed && self.following.load(std::sync::atomic::Ordering::SeqCst) {
             self.own
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

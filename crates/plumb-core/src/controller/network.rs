@@ -52,6 +52,16 @@ impl Controller {
         let ipam = self.ipam(&spec.ipam_driver)?;
         let driver = self.drivers.resolve(&spec.driver).await?;
         let caps = driver.capabilities();
+        if caps.global && self.cluster().is_none() {
+            return Err(Error::NoClusterStore {
+                driver: spec.driver,
+            });
+        }
+        spec.scope = if caps.global {
+            crate::model::Scope::Global
+        } else {
+            crate::model::Scope::Local
+        };
         let mut network = Network {
             id: NetworkId::random(),
             spec,
@@ -142,12 +152,18 @@ impl Controller {
         let entry = NetEntry::new(network.clone(), 0);
 
         let key = network_key(&network.id);
+        if let Some(c) = self.cluster() {
+            c.set_global(&network.id, caps.global);
+        }
         let rev = match self
             .commit(vec![Op::put(key.clone(), encode(&network), Expect::Absent)])
             .await
         {
             Ok(rev) => rev,
             Err(e) => {
+                if let Some(c) = self.cluster() {
+                    c.set_global(&network.id, false);
+                }
                 for p in &network.pools {
                     self.release_pool(&ipam, p).await;
                 }
@@ -155,7 +171,7 @@ impl Controller {
             }
         };
         let mut journal = Journal::new();
-        let store = self.store.clone();
+        let store = self.store_for(&key);
         journal.push("forget network", async move {
             store
                 .commit(vec![Op::Delete {
@@ -334,6 +350,9 @@ impl Controller {
             expect: Expect::At(rev),
         }])
         .await?;
+        if let Some(c) = self.cluster() {
+            c.set_global(&id, false);
+        }
         st.networks.remove(&id);
         st.net_names.remove(&network.spec.name);
         match self.ipam(&network.spec.ipam_driver) {

@@ -10,11 +10,29 @@ impl Controller {
         let mut st = self.lock().await;
         // The follower starts at this listing's revision: what the later listings see
         // beyond it comes again through the watch, and applying it twice is harmless.
-        let networks = self.store.list("networks/").await?;
-        self.loaded_revision
-            .store(networks.revision, std::sync::atomic::Ordering::SeqCst);
-        for e in networks.entries {
+        // Global networks and their endpoints come from the cluster store, the rest from
+        // the local one; the follower watches the cluster store when there is one.
+        let mut stores = vec![self.store.clone()];
+        if let Some(c) = self.cluster() {
+            stores.push(c.cfg.store.clone());
+        }
+        let mut network_entries = Vec::new();
+        for (i, store) in stores.iter().enumerate() {
+            let listing = store
+                .list("networks/")
+                .await
+                .map_err(super::cluster::unavailable)?;
+            if i == stores.len() - 1 {
+                self.loaded_revision
+                    .store(listing.revision, std::sync::atomic::Ordering::SeqCst);
+            }
+            network_entries.extend(listing.entries.into_iter().map(|e| (i > 0, e)));
+        }
+        for (global, e) in network_entries {
             let mut n: Network = decode(&e.key, &e.value)?;
+            if let Some(c) = self.cluster() {
+                c.set_global(&n.id, global);
+            }
             self.restore_pools(&mut n).await?;
             st.net_names.insert(n.spec.name.clone(), n.id.clone());
             st.networks
@@ -36,7 +54,15 @@ impl Controller {
             );
         }
         let mut joined = Vec::new();
-        for e in self.store.list("endpoints/").await?.entries {
+        let mut endpoint_entries = Vec::new();
+        for store in &stores {
+            let listing = store
+                .list("endpoints/")
+                .await
+                .map_err(super::cluster::unavailable)?;
+            endpoint_entries.extend(listing.entries);
+        }
+        for e in endpoint_entries {
             let ep: Endpoint = decode(&e.key, &e.value)?;
             let Some(n) = st.networks.get_mut(&ep.network) else {
                 tracing::warn!(endpoint = %ep.name, "endpoint of an unknown network ignored");
@@ -87,6 +113,9 @@ impl Controller {
                     .get(&ep.network)
                     .is_some_and(|n| n.net.spec.internal);
                 self.add_remote_names(&ep, internal);
+                if let Some(n) = st.networks.get(&ep.network) {
+                    self.add_peer(&n.net, &ep).await;
+                }
                 continue;
             }
             if let Some(sb) = &ep.sandbox {

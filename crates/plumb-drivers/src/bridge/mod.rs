@@ -240,6 +240,7 @@ impl NetworkDriver for BridgeDriver {
             needs_addresses: true,
             singleton: false,
             host_mode: false,
+            global: false,
         }
     }
 
