@@ -19,7 +19,6 @@ impl PassiveDriver {
         PassiveDriver {
             name: "null",
             host_mode: false,
-            global: false,
         }
     }
 
@@ -28,7 +27,6 @@ impl PassiveDriver {
         PassiveDriver {
             name: "host",
             host_mode: true,
-            global: false,
         }
     }
 }
