@@ -86,6 +86,29 @@ async fn metrics(
     )
 }
 
+/// `GET /plumb/v1/nodes`: the cluster's nodes (empty without a cluster store).
+async fn nodes(
+    axum::extract::State(s): axum::extract::State<AppState>,
+) -> Result<axum::Json<serde_json::Value>, error::ApiError> {
+    let me = s.ctl.node().map(|n| n.name.clone());
+    let list: Vec<serde_json::Value> = s
+        .ctl
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|n| {
+            serde_json::json!({
+                "Name": n.record.node.name,
+                "Addr": n.record.node.addr.to_string(),
+                "Alive": n.alive,
+                "Self": Some(&n.record.node.name) == me.as_ref(),
+                "Since": render::rfc3339_nanos(n.record.since_unix_nanos),
+            })
+        })
+        .collect();
+    Ok(axum::Json(serde_json::Value::Array(list)))
+}
+
 /// The OpenAPI 3 description of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -177,6 +200,7 @@ pub fn router(state: AppState) -> Router {
         .route("/plumb/v1/openapi.json", get(openapi))
         .route("/plumb/v1/metrics", get(metrics))
         .route("/plumb/v1/firewall", get(firewall))
+        .route("/plumb/v1/nodes", get(nodes))
         .route(
             "/plumb/v1/sandboxes",
             get(sandboxes::list).post(sandboxes::create),

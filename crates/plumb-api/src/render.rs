@@ -88,10 +88,22 @@ pub fn network_summary(n: &Network) -> Value {
 pub fn network_inspect(v: &NetworkView) -> Value {
     let mut out = network_summary(&v.network);
     let mut containers = Map::new();
+    let mut peers: std::collections::BTreeMap<String, String> = Default::default();
     for (ep, sb) in &v.endpoints {
-        let Some(sb) = sb else { continue };
+        if let Some(node) = &ep.node {
+            if ep.sandbox.is_some() {
+                peers.insert(node.name.clone(), node.addr.to_string());
+            }
+        }
+        // An endpoint joined on another host of the cluster shows under its sandbox's id
+        // with the endpoint's name, and says which host it is on.
+        let (sb_id, name) = match (sb, &ep.sandbox, &ep.node) {
+            (Some(sb), _, _) => (sb.id.to_string(), sb.spec.name.clone()),
+            (None, Some(id), Some(_)) => (id.to_string(), ep.name.clone()),
+            _ => continue,
+        };
         let mut c = json!({
-            "Name": sb.spec.name,
+            "Name": name,
             "EndpointID": ep.id.to_string(),
             "MacAddress": ep.mac.map(|m| m.to_string()).unwrap_or_default(),
             "IPv4Address": ep.ipv4.map(|a| a.to_string()).unwrap_or_default(),
@@ -102,10 +114,20 @@ pub fn network_inspect(v: &NetworkView) -> Value {
         if let (Some(ports), Value::Object(m)) = (v.published.get(&ep.id), &mut c) {
             m.insert("Ports".into(), port_strings(ports));
         }
-        containers.insert(sb.id.to_string(), c);
+        if let (Some(node), Value::Object(m)) = (&ep.node, &mut c) {
+            m.insert("Node".into(), json!(node.name));
+        }
+        containers.insert(sb_id, c);
     }
     if let Value::Object(m) = &mut out {
         m.insert("Containers".into(), Value::Object(containers));
+        if v.network.spec.scope == plumb_core::model::Scope::Global {
+            let list: Vec<Value> = peers
+                .into_iter()
+                .map(|(name, ip)| json!({"Name": name, "IP": ip}))
+                .collect();
+            m.insert("Peers".into(), Value::Array(list));
+        }
     }
     out
 }

@@ -5,6 +5,7 @@ mod client;
 mod events;
 mod exec;
 mod network;
+mod node;
 mod sandbox;
 mod table;
 
@@ -45,6 +46,9 @@ enum Cmd {
     /// plumb's firewall.
     #[command(subcommand)]
     Firewall(FirewallCmd),
+    /// The hosts of the cluster (with --cluster-store).
+    #[command(subcommand)]
+    Node(node::NodeCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -80,6 +84,7 @@ fn main() {
             Cmd::Exec(a) => exec::exec(&client, a).await,
             Cmd::Run(a) => exec::run(&client, a).await,
             Cmd::Events(a) => events::run(&client, a).await.map(|_| 0),
+            Cmd::Node(c) => node::run(&client, c).await.map(|_| 0),
             Cmd::Firewall(FirewallCmd::Show) => {
                 let v = client
                     .ok(hyper::Method::GET, "/plumb/v1/firewall", None)

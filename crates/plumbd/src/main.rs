@@ -8,6 +8,7 @@ use clap::Parser;
 use plumb_core::ipam::DefaultPool;
 use plumb_core::{Config, Controller};
 use plumb_drivers::bridge::BridgeDriver;
+use plumb_drivers::overlay::OverlayDriver;
 use plumb_drivers::passive::PassiveDriver;
 use plumb_linux::files::ResolvConf;
 use plumb_linux::namespaces::Namespaces;
@@ -66,6 +67,139 @@ struct Args {
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Cluster store for global networks (overlay): etcd://HOST:PORT[,HOST:PORT...].
+    #[arg(long)]
+    cluster_store: Option<String>,
+    /// Where other hosts reach this one (tunnel end): an address, or an interface whose
+    /// first IPv4 address is taken. A `:port` suffix (Docker's form) is accepted and ignored.
+    #[arg(long)]
+    cluster_advertise: Option<String>,
+    /// Cluster store options: kv.cacertfile=PATH, kv.certfile=PATH, kv.keyfile=PATH
+    /// (repeatable, or comma-separated).
+    #[arg(long = "cluster-store-opt")]
+    cluster_store_opt: Vec<String>,
+    /// How long this node counts as alive without renewing its lease (e.g. 10s, 3s).
+    #[arg(long, default_value = "10s")]
+    cluster_node_ttl: String,
+    /// This node's name in the cluster (default: the hostname).
+    #[arg(long)]
+    node_name: Option<String>,
+}
+
+/// Parses a duration written as `<n>s` or `<n>ms`.
+fn parse_duration(flag: &str, v: &str) -> anyhow::Result<std::time::Duration> {
+    let d = if let Some(ms) = v.strip_suffix("ms") {
+        ms.parse::<u64>().ok().map(std::time::Duration::from_millis)
+    } else {
+        v.strip_suffix('s')
+            .unwrap_or(v)
+            .parse::<u64>()
+            .ok()
+            .map(std::time::Duration::from_secs)
+    };
+    match d {
+        Some(d) if d >= std::time::Duration::from_secs(1) => Ok(d),
+        _ => bail!("{flag} {v:?}: give a duration of at least 1s, such as 10s"),
+    }
+}
+
+/// The cluster side of the daemon: the store, this node, and its underlay's MTU.
+struct ClusterSetup {
+    cluster: plumb_core::controller::Cluster,
+    underlay_mtu: u32,
+}
+
+/// Connects to the cluster store and works out this node's address.
+async fn cluster_setup(args: &Args, ns: &Namespaces) -> anyhow::Result<Option<ClusterSetup>> {
+    let Some(url) = &args.cluster_store else {
+        if args.cluster_advertise.is_some() {
+            bail!("--cluster-advertise needs --cluster-store");
+        }
+        return Ok(None);
+    };
+    let Some(rest) = url.strip_prefix("etcd://") else {
+        bail!("--cluster-store {url:?}: only etcd://HOST:PORT[,HOST:PORT...] is supported");
+    };
+    let endpoints: Vec<String> = rest
+        .split(',')
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if endpoints.is_empty() {
+        bail!("--cluster-store {url:?}: name at least one etcd member");
+    }
+    let mut opts = plumb_store::EtcdOptions::new(endpoints);
+    for kv in args.cluster_store_opt.iter().flat_map(|o| o.split(',')) {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--cluster-store-opt {kv:?}: expected key=value"))?;
+        match k {
+            "kv.cacertfile" => opts.ca_file = Some(v.into()),
+            "kv.certfile" => opts.cert_file = Some(v.into()),
+            "kv.keyfile" => opts.key_file = Some(v.into()),
+            other => bail!(
+                "--cluster-store-opt {other}: unknown option (kv.cacertfile, kv.certfile, kv.keyfile)"
+            ),
+        }
+    }
+    let Some(adv) = &args.cluster_advertise else {
+        bail!(
+            "--cluster-store needs --cluster-advertise IP|IFACE (where other hosts reach this one)"
+        );
+    };
+    let adv = match adv.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() && !h.contains(':') => h,
+        _ => adv.as_str(),
+    };
+    let host = ns.host();
+    let links = host.links().await?;
+    let addrs = host.addresses().await?;
+    let (addr, index) = match adv.parse::<IpAddr>() {
+        Ok(ip) => {
+            let index = addrs.iter().find(|(_, a)| a.addr() == ip).map(|(i, _)| *i);
+            if index.is_none() {
+                bail!("--cluster-advertise {ip}: no interface of this host has that address");
+            }
+            (ip, index)
+        }
+        Err(_) => {
+            let Some(l) = links.iter().find(|l| l.name == adv) else {
+                bail!("--cluster-advertise {adv}: no such interface or address");
+            };
+            let ip = addrs
+                .iter()
+                .filter(|(i, _)| *i == l.index)
+                .map(|(_, a)| a.addr())
+                .find(IpAddr::is_ipv4)
+                .with_context(|| {
+                    format!("--cluster-advertise {adv}: the interface has no IPv4 address")
+                })?;
+            (ip, Some(l.index))
+        }
+    };
+    let underlay_mtu = links
+        .iter()
+        .find(|l| Some(l.index) == index)
+        .and_then(|l| l.mtu)
+        .unwrap_or(1500);
+    let name = match &args.node_name {
+        Some(n) => n.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("reading the hostname (give --node-name)")?
+            .trim()
+            .to_owned(),
+    };
+    plumb_core::model::validate_name("--node-name", &name)?;
+    let ttl = parse_duration("--cluster-node-ttl", &args.cluster_node_ttl)?;
+    let store = plumb_store::EtcdStore::connect(opts).await?;
+    Ok(Some(ClusterSetup {
+        cluster: plumb_core::controller::Cluster {
+            store: Arc::new(store),
+            node: plumb_core::model::NodeRef { name, addr },
+            ttl,
+        },
+        underlay_mtu,
+    }))
 }
 
 /// Raises the open-file limit to its hard maximum: every sandbox holds a netlink socket.
@@ -162,11 +296,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let ns = Arc::new(Namespaces::new().await?);
     let embedded = !args.no_embedded_dns;
     let os = Arc::new(LinuxSandboxOs::new(&args.run_dir, ns.clone(), resolv, embedded).await?);
-    let drivers: Vec<Arc<dyn plumb_core::driver::NetworkDriver>> = vec![
+    let cluster = cluster_setup(&args, &ns).await?;
+    if let Some(c) = &cluster {
+        tracing::info!(
+            node = %c.cluster.node.name,
+            addr = %c.cluster.node.addr,
+            underlay_mtu = c.underlay_mtu,
+            "member of a cluster"
+        );
+    }
+    let mut drivers: Vec<Arc<dyn plumb_core::driver::NetworkDriver>> = vec![
         Arc::new(BridgeDriver::new(ns.clone())),
         Arc::new(PassiveDriver::host()),
         Arc::new(PassiveDriver::null()),
     ];
+    // The overlay driver is always there, so that asking for an overlay network without a
+    // cluster store says what is missing instead of "no such driver".
+    let (local, mtu) = cluster
+        .as_ref()
+        .map(|c| (c.cluster.node.addr, c.underlay_mtu))
+        .unwrap_or((IpAddr::from([0, 0, 0, 0]), 1500));
+    drivers.push(Arc::new(
+        OverlayDriver::new(ns.clone(), &args.run_dir, local, mtu)
+            .await
+            .map_err(|e| anyhow::anyhow!("overlay driver: {e}"))?,
+    ));
     // The resolver reads the name index the controller maintains; both get the same one
     // before the controller starts (start-up attaches resolvers to restored sandboxes).
     let names = Arc::new(plumb_core::names::NameIndex::default());
@@ -183,8 +337,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         port_holder: Some(Arc::new(plumb_linux::host_ports::HostPorts::new())),
         resolvers: Vec::new(),
         ipams: Vec::new(),
+        cluster: cluster.as_ref().map(|c| c.cluster.clone()),
     };
     let ctl = Arc::new(Controller::new(config, store, os, drivers).await?);
+    if cluster.is_some() {
+        // Global networks change under this daemon's feet: apply what other hosts commit.
+        ctl.follow();
+    }
     let dns_metrics = dns_server.metrics();
     let restores = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (ctl_m, restores_m) = (ctl.clone(), restores.clone());

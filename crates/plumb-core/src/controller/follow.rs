@@ -40,26 +40,82 @@ impl Controller {
         let from = self.loaded_revision.load(Ordering::SeqCst);
         let me: Weak<Self> = Arc::downgrade(self);
         let task = tokio::spawn(async move {
-            let mut watch = {
-                let Some(ctl) = me.upgrade() else { return };
-                let store = match ctl.cluster() {
-                    Some(c) => c.cfg.store.clone(),
-                    None => ctl.store.clone(),
+            // The watch ends when the store goes away (etcd unreachable): watch again from
+            // the last revision applied, or resync in full when the store no longer has it.
+            let mut last = from;
+            loop {
+                let watch = {
+                    let Some(ctl) = me.upgrade() else { return };
+                    let store = match ctl.cluster() {
+                        Some(c) => c.cfg.store.clone(),
+                        None => ctl.store.clone(),
+                    };
+                    match store.watch("", last).await {
+                        Ok(w) => Some(w),
+                        Err(crate::store::StoreError::Compacted { .. }) => {
+                            match ctl.resync(store.as_ref()).await {
+                                Ok(rev) => last = rev,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "resyncing with the store failed")
+                                }
+                            }
+                            None
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot follow the store now; trying again");
+                            None
+                        }
+                    }
                 };
-                match store.watch("", from).await {
-                    Ok(w) => w,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot follow the store");
-                        return;
+                if let Some(mut watch) = watch {
+                    while let Some(ev) = watch.recv().await {
+                        let Some(ctl) = me.upgrade() else { return };
+                        last = last.max(match &ev {
+                            WatchEvent::Put(e) => e.revision,
+                            WatchEvent::Delete { revision, .. } => *revision,
+                        });
+                        ctl.apply_foreign(ev).await;
                     }
                 }
-            };
-            while let Some(ev) = watch.recv().await {
-                let Some(ctl) = me.upgrade() else { return };
-                ctl.apply_foreign(ev).await;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
         });
         *self.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
+    }
+
+    /// After a compaction: applies the store's whole content as changes (what is known
+    /// already is skipped) and the removal of what it no longer has; returns the revision
+    /// read at.
+    async fn resync(&self, store: &dyn crate::store::Store) -> crate::Result<u64> {
+        let networks = store.list("networks/").await?;
+        let endpoints = store.list("endpoints/").await?;
+        let listed: std::collections::HashSet<String> = networks
+            .entries
+            .iter()
+            .chain(&endpoints.entries)
+            .map(|e| e.key.clone())
+            .collect();
+        for e in networks.entries.into_iter().chain(endpoints.entries) {
+            self.apply_foreign(WatchEvent::Put(e)).await;
+        }
+        let snap = self.snapshot();
+        let revision = networks.revision.max(endpoints.revision);
+        let gone: Vec<String> = snap
+            .endpoints
+            .values()
+            .map(|(ep, _)| crate::store::endpoint_key(&ep.network, &ep.id))
+            .filter(|k| {
+                let followed = self
+                    .cluster()
+                    .is_none_or(|c| c.route(k) == super::cluster::Route::Cluster);
+                followed && !listed.contains(k)
+            })
+            .collect();
+        for key in gone {
+            self.apply_foreign(WatchEvent::Delete { key, revision })
+                .await;
+        }
+        Ok(revision)
     }
 
     /// Applies one change, unless this controller made it.

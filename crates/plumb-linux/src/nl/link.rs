@@ -7,7 +7,7 @@ use netlink_packet_route::link::InfoBridgePort;
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
 };
-use rtnetlink::{LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth};
+use rtnetlink::{LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan};
 use std::os::fd::AsRawFd;
 
 /// What a link dump tells about one link.
@@ -27,6 +27,8 @@ pub struct LinkInfo {
     pub up: bool,
     /// The link's alias (IFLA_IFALIAS), which plumb uses to mark links it made.
     pub alias: Option<String>,
+    /// MTU.
+    pub mtu: Option<u32>,
 }
 
 /// A veth pair whose peer is created directly inside another namespace.
@@ -57,12 +59,14 @@ fn info_of(m: &LinkMessage) -> LinkInfo {
         mac: None,
         up: m.header.flags.contains(LinkFlags::Up),
         alias: None,
+        mtu: None,
     };
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => li.name = n.clone(),
             LinkAttribute::Controller(i) => li.master = Some(*i),
             LinkAttribute::IfAlias(a) => li.alias = Some(a.clone()),
+            LinkAttribute::Mtu(m) => li.mtu = Some(*m),
             LinkAttribute::Address(b) if b.len() == 6 => {
                 let mut mac = [0u8; 6];
                 mac.copy_from_slice(b);
@@ -180,6 +184,35 @@ impl Nl {
                     e,
                 )
             })
+    }
+
+    /// Creates a VXLAN device for `vni` (UDP 4789, source `local`, no learning, ARP answered
+    /// from its neighbour table) whose socket lives in this namespace, and places the
+    /// device in the namespace `into`.
+    pub async fn add_vxlan(
+        &self,
+        name: &str,
+        vni: u32,
+        local: std::net::IpAddr,
+        mtu: u32,
+        into: &std::fs::File,
+    ) -> Result<()> {
+        let mut b = LinkVxlan::new(name, vni)
+            .port(4789)
+            .learning(false)
+            .proxy(true)
+            .mtu(mtu);
+        b = match local {
+            std::net::IpAddr::V4(a) => b.local(a),
+            std::net::IpAddr::V6(a) => b.local6(a),
+        };
+        let m = b.setns_by_fd(into.as_raw_fd()).build();
+        self.handle
+            .link()
+            .add(m)
+            .execute()
+            .await
+            .map_err(|e| nl_err(format!("create vxlan {name} (VNI {vni})"), e))
     }
 
     /// Sets a link up or down.

@@ -3,6 +3,7 @@
 
 mod addr;
 mod link;
+mod neigh;
 mod route;
 
 pub use link::{LinkInfo, VethSpec};

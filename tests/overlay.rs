@@ -1,0 +1,243 @@
+//! Overlay networks end to end: three hosts (namespaces on one underlay, each running plumbd)
+//! and etcd from Debian in the underlay's namespace. A network created on one host is seen
+//! on the others; sandboxes on different hosts ping each other by address and by name over
+//! VXLAN; another overlay network stays isolated; disconnects withdraw the FDB and neighbour
+//! entries; a host killed with `kill -9` is cleaned from the others after its ttl; with etcd
+//! stopped, established traffic flows, global operations fail fast with a clear error and
+//! local networks keep working.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use plumb_e2e::{can_ping, ip_on};
+use plumb_testkit::{Etcd, TestHost, Underlay};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+struct Cluster {
+    hosts: Vec<TestHost>,
+    etcd: Etcd,
+    _underlay: Underlay,
+}
+
+/// `n` hosts on one underlay with etcd (one member), plumbd in each with a cluster store.
+fn cluster(n: usize, ttl: &str) -> Option<Cluster> {
+    if !plumb_testkit::prerequisites() {
+        return None;
+    }
+    let mut ul = Underlay::new();
+    let etcd = Etcd::start(&ul.ns, "10.98.0.1", 1);
+    let mut hosts = Vec::new();
+    for i in 0..n {
+        let mut h = TestHost::new();
+        h.furnish();
+        ul.attach(&h);
+        let name = format!("node{}", i + 1);
+        h.set_daemon_args(&[
+            "--cluster-store",
+            &etcd.url(),
+            "--cluster-advertise",
+            plumb_testkit::cluster::UNDERLAY_IF,
+            "--cluster-node-ttl",
+            ttl,
+            "--node-name",
+            &name,
+        ]);
+        h.start();
+        hosts.push(h);
+    }
+    Some(Cluster {
+        hosts,
+        etcd,
+        _underlay: ul,
+    })
+}
+
+/// Waits (bounded) for `f`, panicking with `what`.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn create_overlay(h: &TestHost, name: &str, subnet: &str) {
+    let (st, body) = h.api(
+        "POST",
+        "/networks/create",
+        Some(
+            &json!({"Name": name, "Driver": "overlay", "Attachable": true,
+                     "IPAM": {"Config": [{"Subnet": subnet}]}}),
+        ),
+    );
+    assert_eq!(st, 201, "{body}\n{}", h.log());
+}
+
+/// FDB and neighbour entries of the overlay network's VXLAN device on `h` (empty when the
+/// host keeps no namespace for the network).
+fn tunnel_entries(h: &TestHost) -> String {
+    let dir = h.dir.join("run/overlay");
+    let mut out = String::new();
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            let o = h.sh(&format!(
+                "nsenter --net={p} bridge fdb show dev vxlan0 2>/dev/null | grep dst; nsenter --net={p} ip neigh show dev vxlan0 2>/dev/null",
+                p = p.display()
+            ));
+            out.push_str(&o.stdout);
+        }
+    }
+    out
+}
+
+#[test]
+fn sandboxes_on_three_hosts_talk_by_address_and_name_and_stay_isolated() {
+    let Some(c) = cluster(3, "10s") else { return };
+    let [h1, h2, h3] = [&c.hosts[0], &c.hosts[1], &c.hosts[2]];
+    create_overlay(h1, "ov", "10.210.0.0/24");
+    for h in [h2, h3] {
+        eventually("the network shows on every host", || {
+            h.plumb(&["network", "inspect", "ov"]).ok()
+        });
+    }
+    let ls = h2.plumb_ok(&["network", "ls"]);
+    assert!(ls.contains("ov") && ls.contains("overlay"), "{ls}");
+    let (st, v) = h3.api("GET", "/networks/ov", None);
+    assert_eq!(st, 200);
+    assert_eq!(v["Scope"], "global", "{v}");
+    // One sandbox per host.
+    for (h, s) in [(h1, "a"), (h2, "b"), (h3, "c")] {
+        h.plumb_ok(&["sandbox", "create", s]);
+        h.plumb_ok(&["network", "connect", "ov", s]);
+    }
+    let a = ip_on(h1, "a", "ov");
+    let b = ip_on(h2, "b", "ov");
+    let c3 = ip_on(h3, "c", "ov");
+    assert!(
+        a != b && b != c3 && a != c3,
+        "distinct addresses {a} {b} {c3}"
+    );
+    eventually("a reaches b across hosts", || can_ping(h1, "a", &b));
+    assert!(can_ping(h2, "b", &c3), "b reaches c");
+    assert!(can_ping(h3, "c", &a), "c reaches a");
+    // By name, through the embedded DNS.
+    eventually("c's name resolves on host 1", || {
+        h1.in_sandbox("a", "ping -c1 -W1 c >/dev/null 2>&1").ok()
+    });
+    let link = h1.in_sandbox("a", "ip -o link show eth0").stdout;
+    assert!(
+        link.contains("mtu 1450 "),
+        "underlay MTU minus VXLAN's 50: {link}"
+    );
+    // Inspect on any host lists the endpoints of every host, with the host each is on.
+    let (_, v) = h2.api("GET", "/networks/ov", None);
+    let peers = v["Peers"].as_array().map(|p| p.len()).unwrap_or(0);
+    assert_eq!(peers, 3, "Peers lists the three nodes: {v}");
+    // A second overlay network is isolated from the first.
+    create_overlay(h2, "other", "10.211.0.0/24");
+    eventually("other shows on host 3", || {
+        h3.plumb(&["network", "inspect", "other"]).ok()
+    });
+    h3.plumb_ok(&["sandbox", "create", "x"]);
+    h3.plumb_ok(&["network", "connect", "other", "x"]);
+    assert!(
+        !can_ping(h3, "x", &a),
+        "another overlay network must not reach a"
+    );
+    assert!(!can_ping(h1, "a", &ip_on(h3, "x", "other")));
+    // Disconnect: the entries for b go from every host.
+    h2.plumb_ok(&["network", "disconnect", "ov", "b"]);
+    eventually("b's tunnel entries withdrawn on host 1", || {
+        !tunnel_entries(h1).contains(&b)
+    });
+    assert!(!can_ping(h1, "a", &b));
+    // Host 2 has no endpoint on ov any more: it keeps no namespace for it.
+    eventually("host 2 dropped the network's namespace", || {
+        !h2.sh("ls run/overlay 2>/dev/null | grep -q .").ok() || tunnel_entries(h2).is_empty()
+    });
+    // The machine around the hosts is untouched.
+    for h in [h1, h2, h3] {
+        assert!(h.furnishings().contains("docker0"), "{}", h.furnishings());
+    }
+    drop(c.etcd);
+}
+
+#[test]
+fn a_killed_host_is_cleaned_from_the_others_after_its_ttl() {
+    let Some(mut c) = cluster(2, "3s") else {
+        return;
+    };
+    create_overlay(&c.hosts[0], "ov", "10.212.0.0/24");
+    eventually("ov on host 2", || {
+        c.hosts[1].plumb(&["network", "inspect", "ov"]).ok()
+    });
+    c.hosts[0].plumb_ok(&["sandbox", "create", "a"]);
+    c.hosts[0].plumb_ok(&["network", "connect", "ov", "a"]);
+    c.hosts[1].plumb_ok(&["sandbox", "create", "b"]);
+    c.hosts[1].plumb_ok(&["network", "connect", "ov", "b"]);
+    let b = ip_on(&c.hosts[1], "b", "ov");
+    eventually("a reaches b", || can_ping(&c.hosts[0], "a", &b));
+    let nodes = c.hosts[0].plumb_ok(&["node", "ls"]);
+    assert!(
+        nodes.contains("node1") && nodes.contains("node2"),
+        "{nodes}"
+    );
+    c.hosts[1].kill9();
+    // After the ttl (3 s) host 1 forgets b: no tunnel entry, no name, address free.
+    eventually("b's entries cleaned from host 1", || {
+        !tunnel_entries(&c.hosts[0]).contains(&b)
+    });
+    eventually("b's endpoint gone from inspect", || {
+        let (_, v) = c.hosts[0].api("GET", "/networks/ov", None);
+        v["Containers"].as_object().is_some_and(|m| m.len() == 1)
+    });
+    let nodes = c.hosts[0].plumb_ok(&["node", "ls"]);
+    assert!(
+        nodes
+            .lines()
+            .any(|l| l.contains("node2") && l.contains("down")),
+        "{nodes}"
+    );
+    // The address is free: a static request for it succeeds on host 1.
+    c.hosts[0].plumb_ok(&["sandbox", "create", "heir"]);
+    c.hosts[0].plumb_ok(&["network", "connect", "--ip", &b, "ov", "heir"]);
+    // With etcd stopped: established traffic flows, global changes fail fast, local works.
+    c.hosts[0].plumb_ok(&["sandbox", "create", "d"]);
+    c.hosts[0].plumb_ok(&["network", "connect", "ov", "d"]);
+    let d = ip_on(&c.hosts[0], "d", "ov");
+    c.etcd.stop();
+    assert!(
+        can_ping(&c.hosts[0], "a", &d),
+        "established traffic keeps flowing"
+    );
+    c.hosts[0].plumb_ok(&["sandbox", "create", "e"]);
+    let t = Instant::now();
+    let err = c.hosts[0].plumb_err(&["network", "connect", "ov", "e"]);
+    assert!(err.contains("cluster store"), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "no hang: {:?}",
+        t.elapsed()
+    );
+    c.hosts[0].plumb_ok(&["network", "create", "localnet"]);
+    c.hosts[0].plumb_ok(&["network", "connect", "localnet", "e"]);
+    // etcd back: global operations work again without a restart.
+    c.etcd.resume();
+    eventually("connect to ov works again", || {
+        c.hosts[0].plumb(&["network", "connect", "ov", "e"]).ok()
+    });
+}
+
+#[test]
+fn overlay_networks_need_a_cluster_store() {
+    let Some(h) = plumb_e2e::host() else { return };
+    let (st, body) = h.api(
+        "POST",
+        "/networks/create",
+        Some(&json!({"Name": "ov", "Driver": "overlay"})),
+    );
+    assert_eq!(st, 400, "{body}");
+    assert!(body.to_string().contains("--cluster-store"), "{body}");
+    assert!(!h.plumb_ok(&["network", "ls"]).contains("ov"));
+}
