@@ -9,47 +9,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use plumb_e2e::{can_ping, ip_on};
-use plumb_testkit::{Etcd, TestHost, Underlay};
+use plumb_testkit::cluster::{create_overlay, tunnel_entries, TestCluster};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-struct Cluster {
-    hosts: Vec<TestHost>,
-    etcd: Etcd,
-    _underlay: Underlay,
-}
-
-/// `n` hosts on one underlay with etcd (one member), plumbd in each with a cluster store.
-fn cluster(n: usize, ttl: &str) -> Option<Cluster> {
-    if !plumb_testkit::prerequisites() {
-        return None;
-    }
-    let mut ul = Underlay::new();
-    let etcd = Etcd::start(&ul.ns, "10.98.0.1", 1);
-    let mut hosts = Vec::new();
-    for i in 0..n {
-        let mut h = TestHost::new();
-        h.furnish();
-        ul.attach(&h);
-        let name = format!("node{}", i + 1);
-        h.set_daemon_args(&[
-            "--cluster-store",
-            &etcd.url(),
-            "--cluster-advertise",
-            plumb_testkit::cluster::UNDERLAY_IF,
-            "--cluster-node-ttl",
-            ttl,
-            "--node-name",
-            &name,
-        ]);
-        h.start();
-        hosts.push(h);
-    }
-    Some(Cluster {
-        hosts,
-        etcd,
-        _underlay: ul,
-    })
+/// `n` hosts on one underlay with etcd, or None when the opt-out is set.
+fn cluster(n: usize, ttl: &str) -> Option<TestCluster> {
+    plumb_testkit::prerequisites().then(|| TestCluster::start(n, ttl))
 }
 
 /// Waits (bounded) for `f`, panicking with `what`.
@@ -59,36 +25,6 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "{what}");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn create_overlay(h: &TestHost, name: &str, subnet: &str) {
-    let (st, body) = h.api(
-        "POST",
-        "/networks/create",
-        Some(
-            &json!({"Name": name, "Driver": "overlay", "Attachable": true,
-                     "IPAM": {"Config": [{"Subnet": subnet}]}}),
-        ),
-    );
-    assert_eq!(st, 201, "{body}\n{}", h.log());
-}
-
-/// FDB and neighbour entries of the overlay network's VXLAN device on `h` (empty when the
-/// host keeps no namespace for the network).
-fn tunnel_entries(h: &TestHost) -> String {
-    let dir = h.dir.join("run/overlay");
-    let mut out = String::new();
-    if let Ok(rd) = std::fs::read_dir(&dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            let o = h.sh(&format!(
-                "nsenter --net={p} bridge fdb show dev vxlan0 2>/dev/null | grep dst; nsenter --net={p} ip neigh show dev vxlan0 2>/dev/null",
-                p = p.display()
-            ));
-            out.push_str(&o.stdout);
-        }
-    }
-    out
 }
 
 #[test]
@@ -160,7 +96,6 @@ fn sandboxes_on_three_hosts_talk_by_address_and_name_and_stay_isolated() {
     for h in [h1, h2, h3] {
         assert!(h.furnishings().contains("docker0"), "{}", h.furnishings());
     }
-    drop(c.etcd);
 }
 
 #[test]
@@ -240,4 +175,66 @@ fn overlay_networks_need_a_cluster_store() {
     assert_eq!(st, 400, "{body}");
     assert!(body.to_string().contains("--cluster-store"), "{body}");
     assert!(!h.plumb_ok(&["network", "ls"]).contains("ov"));
+}
+
+#[test]
+fn the_docker_cli_creates_an_overlay_network_and_connects_on_two_hosts() {
+    let Some(c) = cluster(2, "10s") else { return };
+    let [h1, h2] = [&c.hosts[0], &c.hosts[1]];
+    let o = plumb_e2e::docker(
+        h1,
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--attachable",
+            "--subnet",
+            "10.213.0.0/24",
+            "dov",
+        ],
+    );
+    assert!(o.ok(), "docker network create: {}", o.stderr);
+    eventually("dov on host 2", || {
+        h2.plumb(&["network", "inspect", "dov"]).ok()
+    });
+    let ls = plumb_e2e::docker(h2, &["network", "ls", "--filter", "driver=overlay"]);
+    assert!(
+        ls.stdout.contains("dov") && ls.stdout.contains("global"),
+        "{}",
+        ls.stdout
+    );
+    h1.plumb_ok(&["sandbox", "create", "web"]);
+    h2.plumb_ok(&["sandbox", "create", "db"]);
+    for (h, s) in [(h1, "web"), (h2, "db")] {
+        let o = plumb_e2e::docker(h, &["network", "connect", "dov", s]);
+        assert!(o.ok(), "docker network connect: {}", o.stderr);
+    }
+    eventually("web reaches db by name", || {
+        h1.in_sandbox("web", "ping -c1 -W1 db >/dev/null 2>&1").ok()
+    });
+    let o = plumb_e2e::docker(
+        h2,
+        &[
+            "network",
+            "inspect",
+            "dov",
+            "--format",
+            "{{.Scope}} {{len .Containers}} {{len .Peers}}",
+        ],
+    );
+    assert_eq!(o.stdout.trim(), "global 2 2", "{}", o.stderr);
+    for (h, s) in [(h1, "web"), (h2, "db")] {
+        let o = plumb_e2e::docker(h, &["network", "disconnect", "dov", s]);
+        assert!(o.ok(), "docker network disconnect: {}", o.stderr);
+    }
+    eventually("dov has no endpoint left on host 1", || {
+        let (_, v) = h1.api("GET", "/networks/dov", None);
+        v["Containers"].as_object().is_some_and(|m| m.is_empty())
+    });
+    let o = plumb_e2e::docker(h1, &["network", "rm", "dov"]);
+    assert!(o.ok(), "docker network rm: {}", o.stderr);
+    eventually("dov is gone on host 2", || {
+        !h2.plumb(&["network", "inspect", "dov"]).ok()
+    });
 }

@@ -3,7 +3,7 @@
 //! CLI. Runs plumbd in a throwaway namespace (plumb-testkit);
 //! prints one JSON object per figure, then a Markdown table.
 //!
-//! Usage: `plumb-bench [ENDPOINTS] [endpoints|api|dns|ports|floor|netrm|soak]...` (default 1000,
+//! Usage: `plumb-bench [ENDPOINTS] [endpoints|api|dns|ports|floor|netrm|overlay|soak]...` (default 1000,
 //! all sections but soak; `plumb-bench --help` lists them), as
 //! root, after building the release
 //! binaries (`cargo build --release -p plumbd -p plumb-cli -p plumb-bench`).
@@ -14,6 +14,7 @@ mod concurrency;
 mod dns;
 mod floor;
 mod lifecycle;
+mod overlay;
 mod ports;
 
 use plumb_testkit::TestHost;
@@ -315,6 +316,10 @@ const SECTIONS: &[(&str, &str)] = &[
         "network create and removal through the API (ENDPOINTS/10 rounds)",
     ),
     (
+        "overlay",
+        "3 hosts and etcd: convergence, ENDPOINTS connects with the FDB checked, iperf3, dead host",
+    ),
+    (
         "crash",
         "ENDPOINTS*2 random operations, kill -9 about every 14th (not run by default)",
     ),
@@ -414,6 +419,9 @@ fn main() {
     }
     if run("netrm") {
         lifecycle::netrm_figures(&mut figures, (n / 10).max(10));
+    }
+    if run("overlay") {
+        overlay::overlay_figures(&mut figures, n);
     }
     if run("crash") {
         crash_figures(&mut figures, n * 2);

@@ -41,15 +41,12 @@ pub fn network_spec(req: NetworkCreate) -> Result<NetworkSpec, ApiError> {
     }
     let scope = match req.scope.as_str() {
         "" | "local" => Scope::Local,
-        "global" | "swarm" => {
-            return Err(ApiError::bad_request(format!(
-                "invalid Scope: {:?} networks need a distributed store, which this plumbd does not have",
-                req.scope
-            )))
-        }
+        // The controller checks that the driver spans hosts (overlay) and that this
+        // plumbd has a cluster store.
+        "global" | "swarm" => Scope::Global,
         other => {
             return Err(ApiError::bad_request(format!(
-                "invalid Scope: {other:?} (expected local)"
+                "invalid Scope: {other:?} (expected local, global or swarm)"
             )))
         }
     };

@@ -279,3 +279,82 @@ pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
         .unwrap_or_else(|p| std::panic::resume_unwind(p))
     })
 }
+
+/// Hosts on one underlay with etcd, each running plumbd with the cluster store.
+pub struct TestCluster {
+    /// The hosts, named `node1`, `node2`, ... in the cluster.
+    pub hosts: Vec<TestHost>,
+    /// The cluster store.
+    pub etcd: Etcd,
+    /// Each host's underlay address, in the order of `hosts`.
+    pub addrs: Vec<String>,
+    /// The wire (dropped last).
+    pub underlay: Underlay,
+}
+
+impl TestCluster {
+    /// `n` furnished hosts on one underlay with a one-member etcd; plumbd in each runs with
+    /// `--cluster-store`, `--cluster-advertise ens5` and `--cluster-node-ttl ttl`.
+    pub fn start(n: usize, ttl: &str) -> Self {
+        let mut underlay = Underlay::new();
+        let etcd = Etcd::start(&underlay.ns, &format!("{UNDERLAY_PREFIX}.1"), 1);
+        let mut hosts = Vec::new();
+        let mut addrs = Vec::new();
+        for i in 0..n {
+            let mut h = TestHost::new();
+            h.furnish();
+            addrs.push(underlay.attach(&h));
+            let name = format!("node{}", i + 1);
+            h.set_daemon_args(&[
+                "--cluster-store",
+                &etcd.url(),
+                "--cluster-advertise",
+                UNDERLAY_IF,
+                "--cluster-node-ttl",
+                ttl,
+                "--node-name",
+                &name,
+            ]);
+            h.start();
+            hosts.push(h);
+        }
+        TestCluster {
+            hosts,
+            etcd,
+            addrs,
+            underlay,
+        }
+    }
+}
+
+/// Creates an attachable overlay network through `h`'s API.
+pub fn create_overlay(h: &TestHost, name: &str, subnet: &str) {
+    let (st, body) = h.api(
+        "POST",
+        "/networks/create",
+        Some(
+            &serde_json::json!({"Name": name, "Driver": "overlay", "Attachable": true,
+                     "IPAM": {"Config": [{"Subnet": subnet}]}}),
+        ),
+    );
+    assert_eq!(st, 201, "{body}\n{}", h.log());
+}
+
+/// The FDB entries with a remote tunnel end and the neighbour entries of every overlay
+/// network's VXLAN device on `h`, as `bridge fdb` and `ip neigh` print them (empty when the
+/// host keeps no namespace for any overlay network).
+pub fn tunnel_entries(h: &TestHost) -> String {
+    let dir = h.dir.join("run/overlay");
+    let mut out = String::new();
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            let o = h.sh(&format!(
+                "nsenter --net={p} bridge fdb show dev vxlan0 2>/dev/null | grep dst; nsenter --net={p} ip neigh show dev vxlan0 2>/dev/null",
+                p = p.display()
+            ));
+            out.push_str(&o.stdout);
+        }
+    }
+    out
+}

@@ -57,6 +57,15 @@ impl Controller {
                 driver: spec.driver,
             });
         }
+        if spec.scope == crate::model::Scope::Global && !caps.global {
+            return Err(Error::invalid(
+                "Scope",
+                format!(
+                    "{} networks are local to one host: a global network needs a driver that spans hosts (overlay)",
+                    spec.driver
+                ),
+            ));
+        }
         spec.scope = if caps.global {
             crate::model::Scope::Global
         } else {

@@ -1,0 +1,224 @@
+//! Overlay networks across three hosts (namespaces on one underlay, etcd from Debian in the
+//! underlay's namespace): convergence (a connect on one host until a sandbox on another gets
+//! its first ping reply), connect latency over many endpoints with the FDB checked against
+//! the store, TCP throughput through the tunnel against the underlay's own, and how long a
+//! killed host stays in its peers' tables.
+
+use crate::{latency_figures, median, Figure};
+use plumb_testkit::cluster::{create_overlay, tunnel_entries, TestCluster};
+use plumb_testkit::TestHost;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+fn connect(h: &TestHost, net: &str, sb: &str) -> (f64, String) {
+    let (st, v) = h.api("POST", "/plumb/v1/sandboxes", Some(&json!({"Name": sb})));
+    assert_eq!(st, 201, "{v}");
+    let t = Instant::now();
+    let (st, v) = h.api(
+        "POST",
+        &format!("/networks/{net}/connect"),
+        Some(&json!({"Container": sb})),
+    );
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(st, 200, "{v}");
+    let (_, v) = h.api("GET", &format!("/networks/{net}"), None);
+    let ip = v["Containers"]
+        .as_object()
+        .and_then(|m| m.values().find(|c| c["Name"] == sb))
+        .and_then(|c| c["IPv4Address"].as_str())
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_else(|| panic!("{sb} has no address on {net}: {v}"))
+        .to_owned();
+    (ms, ip)
+}
+
+/// Milliseconds from now until `from` (a sandbox on `h`) gets a ping reply from `ip`, trying
+/// every few milliseconds with 50 ms waits.
+fn until_reply(h: &TestHost, from: &str, ip: &str) -> f64 {
+    let t = Instant::now();
+    let o = h.in_sandbox(
+        from,
+        &format!("for i in $(seq 1 400); do ping -c1 -W0.05 {ip} >/dev/null 2>&1 && exit 0; done; exit 1"),
+    );
+    assert!(o.ok(), "{from} never reached {ip}");
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// Bits per second of a 3 s iperf3 TCP run from `client` to `server` (shell prefixes that
+/// enter the two ends), parsed from iperf3's JSON.
+fn iperf(h: &TestHost, server_ns: &str, client_ns: &str, server_ip: &str) -> f64 {
+    let s = h.sh(&format!(
+        "{server_ns} iperf3 -s -1 -D -p 5201 >/dev/null 2>&1"
+    ));
+    assert!(
+        s.ok(),
+        "iperf3 server: {} (install Debian's iperf3)",
+        s.stderr
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let o = h.sh(&format!(
+        "{client_ns} iperf3 -c {server_ip} -p 5201 -t 3 -J"
+    ));
+    assert!(o.ok(), "iperf3 client: {}", o.stderr);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0)
+}
+
+/// The overlay section: `n` endpoints spread over three hosts.
+pub fn overlay_figures(figures: &mut Vec<Figure>, n: usize) {
+    let c = TestCluster::start(3, "3s");
+    let [h1, h2, h3] = [&c.hosts[0], &c.hosts[1], &c.hosts[2]];
+    create_overlay(h1, "ov", "10.96.0.0/16");
+    for h in [h2, h3] {
+        while !h.plumb(&["network", "inspect", "ov"]).ok() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    // Convergence: a prober on host 1; each round a new sandbox on host 2 connects, and the
+    // clock runs from the connect's answer to the prober's first reply.
+    let (_, _) = connect(h1, "ov", "prober");
+    let (_, first) = connect(h2, "ov", "first");
+    let cold = until_reply(h1, "prober", &first);
+    let rounds = 20;
+    let mut conv = Vec::new();
+    let mut baseline = Vec::new();
+    for i in 0..rounds {
+        let (_, ip) = connect(h2, "ov", &format!("conv{i}"));
+        conv.push(until_reply(h1, "prober", &ip));
+        // The same probe to a peer long known: what the probe itself costs.
+        baseline.push(until_reply(h1, "prober", &first));
+    }
+    figures.push(Figure {
+        name: "overlay_convergence_median".into(),
+        unit: "ms",
+        value: median(&conv),
+        context: format!(
+            "connect on host 2 answered -> first ping reply on host 1, {rounds} rounds; includes the probe's own cost (ping to a known peer: {:.1} ms median); first endpoint on a host with none yet: {cold:.1} ms",
+            median(&baseline)
+        ),
+    });
+    let mut s = conv.clone();
+    s.sort_by(f64::total_cmp);
+    figures.push(Figure {
+        name: "overlay_convergence_p90".into(),
+        unit: "ms",
+        value: crate::percentile(&s, 0.9),
+        context: format!("{rounds} rounds, as above"),
+    });
+
+    // Scale: n endpoints round-robin over the three hosts.
+    let mut lat = Vec::with_capacity(n);
+    let mut ips = std::collections::HashSet::new();
+    for i in 0..n {
+        let h = &c.hosts[i % 3];
+        let (ms, ip) = connect(h, "ov", &format!("s{i}"));
+        lat.push(ms);
+        assert!(ips.insert(ip.clone()), "address {ip} handed out twice");
+    }
+    let from = figures.len();
+    latency_figures(figures, "overlay_connect", &lat, n);
+    for f in &mut figures[from..] {
+        f.context = format!("{n} sandboxes over 3 hosts on one overlay network, through the API");
+    }
+    let k = (n / 10).clamp(1, 100);
+    figures.push(Figure {
+        name: "overlay_connect_growth_last_over_first".into(),
+        unit: "ratio",
+        value: median(&lat[n - k..]) / median(&lat[..k]),
+        context: format!("median of the last {k} connects over the first {k}"),
+    });
+    // Every host's FDB holds exactly the other hosts' endpoints (joined endpoints in the
+    // store, read from host 1's inspect), nothing missing, nothing stale.
+    let (_, v) = h1.api("GET", "/networks/ov", None);
+    let containers = v["Containers"].as_object().cloned().unwrap_or_default();
+    let total = containers.len();
+    let t = Instant::now();
+    let mut wrong = 0;
+    for (i, h) in c.hosts.iter().enumerate() {
+        let me = format!("node{}", i + 1);
+        let expected = containers
+            .values()
+            .filter(|e| e["Node"].as_str() != Some(me.as_str()))
+            .count();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let fdb = tunnel_entries(h)
+                .lines()
+                .filter(|l| l.contains(" dst "))
+                .count();
+            if fdb == expected || Instant::now() > deadline {
+                wrong += fdb.abs_diff(expected);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    figures.push(Figure {
+        name: "overlay_fdb_entries_wrong".into(),
+        unit: "count",
+        value: wrong as f64,
+        context: format!(
+            "missing + stale FDB entries over the 3 hosts against the store's {total} joined endpoints (settled within {:.1} s)",
+            t.elapsed().as_secs_f64()
+        ),
+    });
+
+    // Data path: TCP sandbox to sandbox across hosts, and host to host on the underlay.
+    let (_, srv) = connect(h2, "ov", "iperf-srv");
+    let (_, _) = connect(h1, "ov", "iperf-cli");
+    let sb_ns = |h: &TestHost, sb: &str| {
+        let (_, v) = h.api("GET", &format!("/plumb/v1/sandboxes/{sb}"), None);
+        format!("nsenter --net={}", v["Key"].as_str().unwrap_or_default())
+    };
+    let overlay_bps = iperf(h1, &sb_ns(h2, "iperf-srv"), &sb_ns(h1, "iperf-cli"), &srv);
+    let under_bps = iperf(
+        h1,
+        &format!("nsenter --net=/run/netns/{}", h2.ns),
+        &format!("nsenter --net=/run/netns/{}", h1.ns),
+        &c.addrs[1],
+    );
+    figures.push(Figure {
+        name: "overlay_tcp_over_underlay".into(),
+        unit: "ratio",
+        value: overlay_bps / under_bps,
+        context: format!(
+            "iperf3 3 s TCP, same run: overlay {:.2} Gbit/s sandbox to sandbox, underlay {:.2} Gbit/s host to host",
+            overlay_bps / 1e9,
+            under_bps / 1e9
+        ),
+    });
+
+    // Death: host 3 is killed; how long until host 1 no longer has its endpoints.
+    let (_, v) = h1.api("GET", "/networks/ov", None);
+    let on3 = |v: &serde_json::Value| {
+        v["Containers"]
+            .as_object()
+            .map(|m| m.values().filter(|e| e["Node"] == "node3").count())
+            .unwrap_or(0)
+    };
+    let before = on3(&v);
+    let mut c = c;
+    let t = Instant::now();
+    c.hosts[2].kill9();
+    loop {
+        let (_, v) = c.hosts[0].api("GET", "/networks/ov", None);
+        if on3(&v) == 0 && !tunnel_entries(&c.hosts[0]).contains(&c.addrs[2]) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "host 3 never cleaned"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    figures.push(Figure {
+        name: "overlay_dead_host_cleaned".into(),
+        unit: "s",
+        value: t.elapsed().as_secs_f64(),
+        context: format!(
+            "kill -9 of host 3 ({before} endpoints) -> gone from host 1's inspect and FDB, --cluster-node-ttl 3s"
+        ),
+    });
+}
