@@ -5,6 +5,9 @@
 
 use plumb_core::store::{Expect, Op, Store, StoreError, WatchEvent};
 use plumb_store::{MemoryStore, RedbStore};
+mod shared;
+
+use shared::put;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,64 +20,11 @@ fn backends() -> Vec<(Arc<dyn Store>, Option<tempfile::TempDir>)> {
     ]
 }
 
-fn put(k: &str, v: u32) -> Op {
-    Op::put(k, v.to_string().into_bytes(), Expect::Any)
-}
-
-fn rev(e: &WatchEvent) -> u64 {
-    match e {
-        WatchEvent::Put(x) => x.revision,
-        WatchEvent::Delete { revision, .. } => *revision,
-    }
-}
-
 #[tokio::test]
 async fn watch_from_a_revision_after_a_burst_misses_nothing() {
     for (s, _dir) in backends() {
         s.commit(vec![put("networks/first", 0)]).await.unwrap();
-        let listing = s.list("networks/").await.unwrap();
-        assert_eq!(listing.entries.len(), 1);
-        // 1,000 commits from several tasks at once, then watch from the listing's revision.
-        let mut tasks = Vec::new();
-        for t in 0..4 {
-            let s = s.clone();
-            tasks.push(tokio::spawn(async move {
-                for i in 0..250 {
-                    s.commit(vec![
-                        put(&format!("networks/{t}-{i}"), i),
-                        put("other/x", i),
-                    ])
-                    .await
-                    .unwrap();
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let mut w = s.watch("networks/", listing.revision).await.unwrap();
-        let mut seen = Vec::new();
-        while seen.len() < 1000 {
-            let ev = tokio::time::timeout(Duration::from_secs(5), w.recv())
-                .await
-                .expect("every change arrives")
-                .unwrap();
-            assert!(ev.key().starts_with("networks/"), "prefix filtered: {ev:?}");
-            seen.push(rev(&ev));
-        }
-        let mut sorted = seen.clone();
-        sorted.sort();
-        sorted.dedup();
-        assert_eq!(sorted, seen, "in revision order, no repeats");
-        assert!(
-            seen[0] > listing.revision,
-            "nothing from before the listing"
-        );
-        // Live changes follow the history without a gap.
-        let r = s.commit(vec![put("networks/late", 1)]).await.unwrap();
-        let ev = w.recv().await.unwrap();
-        assert_eq!((ev.key(), rev(&ev)), ("networks/late", r));
-        assert!(w.try_recv().is_err(), "exactly the changes made");
+        shared::burst_then_watch(s.clone()).await;
     }
 }
 
