@@ -238,3 +238,114 @@ fn the_docker_cli_creates_an_overlay_network_and_connects_on_two_hosts() {
         !h2.plumb(&["network", "inspect", "dov"]).ok()
     });
 }
+
+#[test]
+fn concurrent_connects_on_three_hosts_get_distinct_addresses() {
+    let Some(c) = cluster(3, "10s") else { return };
+    create_overlay(&c.hosts[0], "ov", "10.214.0.0/22");
+    for h in &c.hosts[1..] {
+        eventually("ov everywhere", || {
+            h.plumb(&["network", "inspect", "ov"]).ok()
+        });
+    }
+    // 3 hosts x 100 connects, 4 clients per host at once.
+    std::thread::scope(|s| {
+        for (i, h) in c.hosts.iter().enumerate() {
+            for t in 0..4 {
+                s.spawn(move || {
+                    for j in (t..100).step_by(4) {
+                        let name = format!("s{i}-{j}");
+                        let (st, v) =
+                            h.api("POST", "/plumb/v1/sandboxes", Some(&json!({"Name": name})));
+                        assert_eq!(st, 201, "{v}");
+                        let (st, v) = h.api(
+                            "POST",
+                            "/networks/ov/connect",
+                            Some(&json!({"Container": name})),
+                        );
+                        assert_eq!(st, 200, "{v}\n{}", h.log());
+                    }
+                });
+            }
+        }
+    });
+    let mut all = std::collections::BTreeSet::new();
+    for h in &c.hosts {
+        let (_, v) = h.api("GET", "/networks/ov", None);
+        let listed = v["Containers"].as_object().unwrap().len();
+        assert_eq!(listed, 300, "every host lists all 300 endpoints");
+    }
+    let (_, v) = c.hosts[2].api("GET", "/networks/ov", None);
+    for e in v["Containers"].as_object().unwrap().values() {
+        assert!(
+            all.insert(e["IPv4Address"].as_str().unwrap().to_owned()),
+            "{e} twice"
+        );
+    }
+    assert_eq!(all.len(), 300, "300 distinct addresses");
+}
+
+#[test]
+fn a_host_restarted_within_its_ttl_keeps_traffic_and_peers() {
+    let Some(mut c) = cluster(2, "10s") else {
+        return;
+    };
+    create_overlay(&c.hosts[0], "ov", "10.215.0.0/24");
+    eventually("ov on host 2", || {
+        c.hosts[1].plumb(&["network", "inspect", "ov"]).ok()
+    });
+    c.hosts[0].plumb_ok(&["sandbox", "create", "a"]);
+    c.hosts[0].plumb_ok(&["network", "connect", "ov", "a"]);
+    c.hosts[1].plumb_ok(&["sandbox", "create", "b"]);
+    c.hosts[1].plumb_ok(&["network", "connect", "ov", "b"]);
+    let b = ip_on(&c.hosts[1], "b", "ov");
+    eventually("a reaches b", || can_ping(&c.hosts[0], "a", &b));
+    // Host 2's plumbd dies and comes back well within its 10 s ttl.
+    c.hosts[1].kill9();
+    assert!(
+        can_ping(&c.hosts[0], "a", &b),
+        "traffic flows while plumbd is down"
+    );
+    c.hosts[1].start();
+    assert!(can_ping(&c.hosts[0], "a", &b), "and after it is back");
+    // Nothing was withdrawn: host 1 still has b's entries, b its address, and b still
+    // resolves a by name.
+    assert!(tunnel_entries(&c.hosts[0]).contains(&b));
+    assert_eq!(ip_on(&c.hosts[1], "b", "ov"), b);
+    assert!(c.hosts[1]
+        .in_sandbox("b", "ping -c1 -W1 a >/dev/null 2>&1")
+        .ok());
+    let nodes = c.hosts[0].plumb_ok(&["node", "ls"]);
+    assert!(!nodes.contains("down"), "{nodes}");
+}
+
+#[test]
+fn a_three_member_etcd_losing_one_member_changes_nothing() {
+    if !plumb_testkit::prerequisites() {
+        return;
+    }
+    let mut c = TestCluster::start_with(2, "10s", 3);
+    create_overlay(&c.hosts[0], "ov", "10.216.0.0/24");
+    eventually("ov on host 2", || {
+        c.hosts[1].plumb(&["network", "inspect", "ov"]).ok()
+    });
+    c.hosts[0].plumb_ok(&["sandbox", "create", "a"]);
+    c.hosts[0].plumb_ok(&["network", "connect", "ov", "a"]);
+    c.etcd.kill_member(0);
+    // Connects, removals and discovery go on through the two members left.
+    c.hosts[1].plumb_ok(&["sandbox", "create", "b"]);
+    c.hosts[1].plumb_ok(&["network", "connect", "ov", "b"]);
+    let a = ip_on(&c.hosts[0], "a", "ov");
+    eventually("b reaches a by name", || {
+        c.hosts[1]
+            .in_sandbox("b", "ping -c1 -W1 a >/dev/null 2>&1")
+            .ok()
+    });
+    assert!(can_ping(&c.hosts[1], "b", &a));
+    create_overlay(&c.hosts[1], "second", "10.217.0.0/24");
+    eventually("second on host 1", || {
+        c.hosts[0].plumb(&["network", "inspect", "second"]).ok()
+    });
+    let nodes = c.hosts[0].plumb_ok(&["node", "ls"]);
+    assert!(!nodes.contains("down"), "{nodes}");
+}

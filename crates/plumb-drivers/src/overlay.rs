@@ -218,10 +218,15 @@ impl OverlayDriver {
         }
     }
 
-    /// Removes the network's namespace (its devices and entries go with it).
+    /// Removes the network's namespace (its devices and entries go with it). The VXLAN
+    /// device is deleted first: the kernel frees a namespace's devices later, in the
+    /// background, and until then its VNI stays taken in the host namespace, so that a join
+    /// right after (a connect retried after losing an address race) could not make it again.
     async fn unplumb(&self, net: &NetworkId) -> Result<(), BoxError> {
         let mut setup = self.setup.lock().await;
-        setup.remove(net);
+        if let Some(p) = setup.remove(net) {
+            p.nl.del_link(p.vxlan).await?;
+        }
         let path = self.ns_path(net);
         self.ns.forget(&path);
         netns::remove(path).await?;

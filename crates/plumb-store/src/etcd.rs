@@ -141,14 +141,27 @@ impl EtcdStore {
         backend(&self.endpoints, e)
     }
 
-    /// Runs `f` with the call deadline.
-    async fn timed<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs the call `f` makes within the deadline, in up to three attempts: a member that
+    /// died leaves a connection that only fails when its attempt times out, and the next
+    /// attempt goes to a member that answers.
+    async fn timed<T, F, Fut>(&self, mut f: F) -> Result<T, StoreError>
     where
-        F: std::future::Future<Output = Result<T, etcd_client::Error>>,
+        F: FnMut(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
-        match tokio::time::timeout(self.timeout, f).await {
-            Ok(r) => r.map_err(|e| self.err(e)),
-            Err(_) => Err(self.err(format!("no answer within {:?}", self.timeout))),
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let attempt = self.timeout / 3;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let last = left <= attempt;
+            match tokio::time::timeout(attempt.min(left), f(self.client.clone())).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) if last || !transient(&e) => return Err(self.err(e)),
+                Err(_) if last => {
+                    return Err(self.err(format!("no answer within {:?}", self.timeout)))
+                }
+                _ => {}
+            }
         }
     }
 
@@ -161,6 +174,22 @@ impl EtcdStore {
     }
 }
 
+/// True for failures of the connection rather than of the request.
+fn transient(e: &etcd_client::Error) -> bool {
+    use etcd_client::Error as E;
+    match e {
+        E::TransportError(_) | E::IoError(_) => true,
+        E::GRpcStatus(s) => matches!(
+            s.code(),
+            tonic::Code::Unavailable
+                | tonic::Code::Cancelled
+                | tonic::Code::Unknown
+                | tonic::Code::DeadlineExceeded
+        ),
+        _ => false,
+    }
+}
+
 fn is_lease_gone(e: &StoreError) -> bool {
     let m = e.to_string();
     m.contains("requested lease not found") || m.contains("lease not found")
@@ -169,15 +198,23 @@ fn is_lease_gone(e: &StoreError) -> bool {
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
-        let mut c = self.client.clone();
-        let r = self.timed(c.get(self.full(key), None)).await?;
+        let k = self.full(key);
+        let r = self
+            .timed(|mut c| {
+                let k = k.clone();
+                async move { c.get(k, None).await }
+            })
+            .await?;
         Ok(r.kvs().first().and_then(|kv| self.entry(kv)))
     }
 
     async fn list(&self, prefix: &str) -> Result<Listing, StoreError> {
-        let mut c = self.client.clone();
+        let k = self.full(prefix);
         let r = self
-            .timed(c.get(self.full(prefix), Some(GetOptions::new().with_prefix())))
+            .timed(|mut c| {
+                let k = k.clone();
+                async move { c.get(k, Some(GetOptions::new().with_prefix())).await }
+            })
             .await?;
         let revision = r.header().map(|h| h.revision() as Revision).unwrap_or(0);
         Ok(Listing {
@@ -219,8 +256,13 @@ impl Store for EtcdStore {
             });
         }
         let txn = Txn::new().when(compares).and_then(actions);
-        let mut c = self.client.clone();
-        let r = match self.timed(c.txn(txn)).await {
+        let r = match self
+            .timed(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await
+        {
             Ok(r) => r,
             Err(e) if is_lease_gone(&e) => {
                 let lease = ops
@@ -292,7 +334,13 @@ impl Store for EtcdStore {
         let opts = WatchOptions::new()
             .with_prefix()
             .with_start_revision(from as i64 + 1);
-        let stream = self.timed(c.watch(self.full(prefix), Some(opts))).await?;
+        let k = self.full(prefix);
+        let stream = self
+            .timed(|mut c| {
+                let (k, opts) = (k.clone(), opts.clone());
+                async move { c.watch(k, Some(opts)).await }
+            })
+            .await?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let me = self.clone();
         tokio::spawn(async move {
@@ -341,15 +389,15 @@ impl Store for EtcdStore {
     }
 
     async fn grant(&self, ttl: Duration) -> Result<LeaseId, StoreError> {
-        let mut c = self.client.clone();
         let secs = ttl.as_secs_f64().ceil().max(1.0) as i64;
-        let r = self.timed(c.lease_grant(secs, None)).await?;
+        let r = self
+            .timed(|mut c| async move { c.lease_grant(secs, None).await })
+            .await?;
         Ok(r.id() as LeaseId)
     }
 
     async fn keep_alive(&self, lease: LeaseId) -> Result<(), StoreError> {
-        let mut c = self.client.clone();
-        let once = async {
+        let once = |mut c: Client| async move {
             let (mut keeper, mut stream) = c.lease_keep_alive(lease as i64).await?;
             keeper.keep_alive().await?;
             stream.message().await
@@ -363,8 +411,10 @@ impl Store for EtcdStore {
     }
 
     async fn revoke(&self, lease: LeaseId) -> Result<(), StoreError> {
-        let mut c = self.client.clone();
-        match self.timed(c.lease_revoke(lease as i64)).await {
+        match self
+            .timed(|mut c| async move { c.lease_revoke(lease as i64).await })
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if is_lease_gone(&e) => Err(StoreError::LeaseNotFound(lease)),
             Err(e) => Err(e),

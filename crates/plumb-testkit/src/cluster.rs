@@ -296,8 +296,13 @@ impl TestCluster {
     /// `n` furnished hosts on one underlay with a one-member etcd; plumbd in each runs with
     /// `--cluster-store`, `--cluster-advertise ens5` and `--cluster-node-ttl ttl`.
     pub fn start(n: usize, ttl: &str) -> Self {
+        Self::start_with(n, ttl, 1)
+    }
+
+    /// Like [`TestCluster::start`] with an etcd of `members` members (1 or 3).
+    pub fn start_with(n: usize, ttl: &str, members: usize) -> Self {
         let mut underlay = Underlay::new();
-        let etcd = Etcd::start(&underlay.ns, &format!("{UNDERLAY_PREFIX}.1"), 1);
+        let etcd = Etcd::start(&underlay.ns, &format!("{UNDERLAY_PREFIX}.1"), members);
         let mut hosts = Vec::new();
         let mut addrs = Vec::new();
         for i in 0..n {
