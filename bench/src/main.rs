@@ -3,7 +3,7 @@
 //! CLI. Runs plumbd in a throwaway namespace (plumb-testkit);
 //! prints one JSON object per figure, then a Markdown table.
 //!
-//! Usage: `plumb-bench [ENDPOINTS] [endpoints|api|dns|ports|floor|netrm|overlay|soak]...` (default 1000,
+//! Usage: `plumb-bench [ENDPOINTS] [endpoints|api|dns|ports|floor|netrm|overlay|fanout|soak]...` (default 1000,
 //! all sections but soak; `plumb-bench --help` lists them), as
 //! root, after building the release
 //! binaries (`cargo build --release -p plumbd -p plumb-cli -p plumb-bench`).
@@ -320,6 +320,10 @@ const SECTIONS: &[(&str, &str)] = &[
         "3 hosts and etcd: convergence, ENDPOINTS connects with the FDB checked, iperf3, dead host",
     ),
     (
+        "fanout",
+        "30 hosts and etcd: a connect until the 29 others have programmed it, etcd cost per connect",
+    ),
+    (
         "crash",
         "ENDPOINTS*2 random operations, kill -9 about every 14th (not run by default)",
     ),
@@ -422,6 +426,9 @@ fn main() {
     }
     if run("overlay") {
         overlay::overlay_figures(&mut figures, n);
+    }
+    if run("fanout") {
+        overlay::fanout_figures(&mut figures, 30);
     }
     if run("crash") {
         crash_figures(&mut figures, n * 2);

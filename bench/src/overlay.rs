@@ -222,3 +222,149 @@ pub fn overlay_figures(figures: &mut Vec<Figure>, n: usize) {
         ),
     });
 }
+
+/// etcd's counters (name -> value summed over labels) from its /metrics, read from inside
+/// the underlay namespace.
+fn etcd_counters(c: &TestCluster, names: &[&str]) -> Vec<f64> {
+    let ep = c.etcd.endpoints[0].clone();
+    let text = plumb_testkit::in_netns(&c.underlay.ns, move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&ep).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: etcd\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    });
+    names
+        .iter()
+        .map(|n| {
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter(|l| l.split(['{', ' ']).next() == Some(*n))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        })
+        .collect()
+}
+
+/// Fan-out: `hosts` hosts with an endpoint each on one overlay network; a connect on host 1
+/// until each other host lists (and so has programmed) the new endpoint.
+pub fn fanout_figures(figures: &mut Vec<Figure>, hosts: usize) {
+    let t = Instant::now();
+    let c = TestCluster::start(hosts, "10s");
+    let setup = t.elapsed().as_secs_f64();
+    create_overlay(&c.hosts[0], "fan", "10.95.0.0/16");
+    for (i, h) in c.hosts.iter().enumerate() {
+        while !h.plumb(&["network", "inspect", "fan"]).ok() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        connect(h, "fan", &format!("resident{i}"));
+    }
+    // A host with no endpoint on a second network keeps no namespace for it.
+    create_overlay(&c.hosts[0], "quiet", "10.94.0.0/16");
+    connect(&c.hosts[0], "quiet", "lonely");
+    let rounds = 20;
+    let counters = [
+        "etcd_mvcc_put_total",
+        "etcd_mvcc_txn_total",
+        "etcd_mvcc_range_total",
+        "etcd_network_client_grpc_received_bytes_total",
+        "etcd_network_client_grpc_sent_bytes_total",
+    ];
+    let before = etcd_counters(&c, &counters);
+    let mut delays = Vec::new();
+    for r in 0..rounds {
+        let name = format!("new{r}");
+        let (st, v) = c.hosts[0].api("POST", "/plumb/v1/sandboxes", Some(&json!({"Name": name})));
+        assert_eq!(st, 201, "{v}");
+        let t0 = Instant::now();
+        let (st, v) = c.hosts[0].api(
+            "POST",
+            "/networks/fan/connect",
+            Some(&json!({"Container": name})),
+        );
+        assert_eq!(st, 200, "{v}");
+        std::thread::scope(|s| {
+            let handles: Vec<_> = c.hosts[1..]
+                .iter()
+                .map(|h| {
+                    let name = name.clone();
+                    s.spawn(move || loop {
+                        let (_, v) = h.api("GET", "/networks/fan", None);
+                        let seen = v["Containers"]
+                            .as_object()
+                            .is_some_and(|m| m.values().any(|e| e["Name"] == name.as_str()));
+                        if seen {
+                            return t0.elapsed().as_secs_f64() * 1e3;
+                        }
+                        assert!(t0.elapsed() < Duration::from_secs(30), "never programmed");
+                        std::thread::sleep(Duration::from_micros(500));
+                    })
+                })
+                .collect();
+            for h in handles {
+                delays.push(h.join().unwrap());
+            }
+        });
+    }
+    let after = etcd_counters(&c, &counters);
+    let per: Vec<f64> = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| (a - b) / rounds as f64)
+        .collect();
+    let mut s = delays.clone();
+    s.sort_by(f64::total_cmp);
+    let others = hosts - 1;
+    for (label, p) in [("p50", 0.5), ("p99", 0.99)] {
+        figures.push(Figure {
+            name: format!("fanout_{hosts}_hosts_programmed_{label}"),
+            unit: "ms",
+            value: crate::percentile(&s, p),
+            context: format!(
+                "connect answered on host 1 -> the endpoint listed (its FDB entry made) on each of the {others} others; {rounds} rounds x {others} hosts, polled every 0.5 ms"
+            ),
+        });
+    }
+    let quiet = c.hosts[1..]
+        .iter()
+        .filter(|h| {
+            std::fs::read_dir(h.dir.join("run/overlay"))
+                .map(|d| d.count())
+                .unwrap_or(0)
+                > 1
+        })
+        .count();
+    figures.push(Figure {
+        name: "fanout_hosts_programming_a_network_they_have_no_endpoint_on".into(),
+        unit: "count",
+        value: quiet as f64,
+        context: format!(
+            "of {others} hosts without an endpoint on a second network: namespaces kept for it (every host still watches the whole cluster prefix)"
+        ),
+    });
+    for (name, v) in counters.iter().zip(&per) {
+        figures.push(Figure {
+            name: format!("fanout_per_connect_{name}"),
+            unit: "count",
+            value: *v,
+            context: format!(
+                "etcd's own counter over {rounds} connects on a {hosts}-host cluster, divided by {rounds} (includes keep-alives and watches of the period)"
+            ),
+        });
+    }
+    let rss: f64 = c
+        .hosts
+        .iter()
+        .filter_map(|h| h.daemon_pid())
+        .map(crate::rss_mb)
+        .sum::<f64>()
+        / hosts as f64;
+    figures.push(Figure {
+        name: "fanout_plumbd_rss_each".into(),
+        unit: "MB",
+        value: rss,
+        context: format!("mean over {hosts} plumbd processes (cluster started in {setup:.1} s)"),
+    });
+}
