@@ -349,3 +349,53 @@ fn a_three_member_etcd_losing_one_member_changes_nothing() {
     let nodes = c.hosts[0].plumb_ok(&["node", "ls"]);
     assert!(!nodes.contains("down"), "{nodes}");
 }
+
+#[test]
+fn a_sandbox_only_on_an_overlay_network_gets_out_through_the_gateway_bridge() {
+    let Some(mut c) = cluster(2, "10s") else {
+        return;
+    };
+    let outside = c.hosts[0].add_outside();
+    create_overlay(&c.hosts[0], "ov", "10.218.0.0/24");
+    c.hosts[0].plumb_ok(&["network", "create", "--internal", "ovint-local"]);
+    let (st, body) = c.hosts[0].api(
+        "POST",
+        "/networks/create",
+        Some(
+            &json!({"Name": "ovint", "Driver": "overlay", "Internal": true, "Attachable": true,
+                     "IPAM": {"Config": [{"Subnet": "10.219.0.0/24"}]}}),
+        ),
+    );
+    assert_eq!(st, 201, "{body}");
+    let h = &c.hosts[0];
+    h.plumb_ok(&["sandbox", "create", "a"]);
+    h.plumb_ok(&["network", "connect", "ov", "a"]);
+    // Its way out: the gateway bridge network, made on first need, masqueraded.
+    let nets = h.plumb_ok(&["network", "ls"]);
+    assert!(nets.contains("plumb_gwbridge"), "{nets}");
+    assert!(
+        can_ping(h, "a", "198.51.100.2"),
+        "egress from an overlay-only sandbox"
+    );
+    let seen = h.sh_in(&outside, "ip route").stdout;
+    assert!(
+        !seen.contains("10.218."),
+        "the outside knows no overlay route: {seen}"
+    );
+    // An internal overlay network gives none.
+    h.plumb_ok(&["sandbox", "create", "i"]);
+    h.plumb_ok(&["network", "connect", "ovint", "i"]);
+    assert!(
+        !can_ping(h, "i", "198.51.100.2"),
+        "internal overlay: no egress"
+    );
+    let routes = h.in_sandbox("i", "ip route").stdout;
+    assert!(!routes.contains("default"), "{routes}");
+    // The gateway bridge endpoint goes with the last overlay endpoint.
+    h.plumb_ok(&["network", "disconnect", "ov", "a"]);
+    let sb = plumb_e2e::sandbox(h, "a");
+    assert!(
+        sb["Endpoints"].as_array().unwrap().is_empty(),
+        "nothing left: {sb}"
+    );
+}

@@ -171,7 +171,7 @@ impl Controller {
     ) -> Result<Endpoint> {
         let dynamic = spec.ipv4.is_none() && spec.ipv6.is_none();
         let mut attempt = 0;
-        loop {
+        let ep = loop {
             match self.connect_once(network, sandbox, spec.clone()).await {
                 // Another host claimed the address first (global networks): take the next.
                 Err(Error::AddressInUse { holder, .. })
@@ -180,9 +180,19 @@ impl Controller {
                     attempt += 1;
                     self.hold_claimed(network).await;
                 }
-                r => return r,
+                r => break r?,
+            }
+        };
+        if self.needs_gateway_bridge(network) {
+            if let Err(e) = self.sync_gateway_bridge(sandbox).await {
+                // All or nothing: without its way out the connect is undone.
+                if let Err(undo) = Box::pin(self.disconnect(network, sandbox)).await {
+                    tracing::warn!(error = %undo, "undoing a connect whose gateway bridge failed");
+                }
+                return Err(e);
             }
         }
+        Ok(ep)
     }
 
     async fn connect_once(
@@ -274,6 +284,18 @@ impl Controller {
 
     /// Takes the sandbox's endpoint on `network` out and deletes it.
     pub async fn disconnect(&self, network: &str, sandbox: &str) -> Result<()> {
+        let overlay = self.needs_gateway_bridge(network);
+        self.disconnect_only(network, sandbox).await?;
+        if overlay {
+            // Its way out goes with its last overlay endpoint.
+            if let Err(e) = self.sync_gateway_bridge(sandbox).await {
+                tracing::warn!(sandbox, error = %e, "leaving the gateway bridge failed");
+            }
+        }
+        Ok(())
+    }
+
+    async fn disconnect_only(&self, network: &str, sandbox: &str) -> Result<()> {
         let (_, _sandbox) = self.lock_sandbox(sandbox).await?;
         let mut st = self.lock().await;
         let net_id = st.find_network(network)?;

@@ -9,6 +9,7 @@ mod cluster;
 mod endpoint;
 mod follow;
 mod gateway;
+mod gwbridge;
 mod network;
 mod ports;
 mod reconcile;
@@ -18,6 +19,7 @@ mod state;
 
 pub use cluster::{Cluster, NodeRecord, NodeStatus, VNI_OPTION};
 pub use gateway::{pick as pick_gateway, Candidate};
+pub use gwbridge::GWBRIDGE;
 pub use network::NetworkView;
 pub use repair::{Repair, RepairAction};
 pub use sandbox::SandboxView;
