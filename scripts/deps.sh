@@ -2,9 +2,10 @@
 # Installs the Debian packages plumb needs to run and to test (idempotent).
 set -euo pipefail
 # protobuf-compiler builds the etcd client; etcd-server (with etcdctl from etcd-client) runs
-# the cluster store in the multi-host tests; iperf3 measures the overlay data path.
+# the cluster store in the multi-host tests (openssl makes their TLS certificates); iperf3
+# measures the overlay data path.
 pkgs=(iproute2 nftables iputils-ping util-linux procps dnsutils dnsperf make gcc python3
-      protobuf-compiler etcd-server etcd-client iperf3)
+      protobuf-compiler etcd-server etcd-client iperf3 openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

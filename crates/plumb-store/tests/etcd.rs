@@ -175,3 +175,50 @@ fn an_unreachable_etcd_is_a_clear_error_within_the_deadline() {
         }
     });
 }
+
+#[test]
+fn tls_with_client_certificates() {
+    if !plumb_testkit::prerequisites() {
+        return;
+    }
+    let ul = Underlay::new();
+    let pki = plumb_testkit::Pki::new("10.98.0.1");
+    let etcd = Etcd::start_tls(&ul.ns, "10.98.0.1", &pki);
+    let eps = etcd.endpoints.clone();
+    let (ca, cert, key) = (
+        pki.ca.clone(),
+        pki.client_cert.clone(),
+        pki.client_key.clone(),
+    );
+    in_netns(&ul.ns, move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut opts = EtcdOptions::new(eps.clone());
+            opts.ca_file = Some(ca.clone());
+            opts.cert_file = Some(cert.clone());
+            opts.key_file = Some(key.clone());
+            let s = EtcdStore::connect(opts).await.unwrap();
+            let r = s.commit(vec![put("networks/tls", 1)]).await.unwrap();
+            assert_eq!(s.get("networks/tls").await.unwrap().unwrap().revision, r);
+            // Without a client certificate the server refuses: a clear error, no hang.
+            let mut anon = EtcdOptions::new(eps.clone());
+            anon.ca_file = Some(ca.clone());
+            let refused = match EtcdStore::connect(anon).await {
+                Ok(s) => s.get("networks/tls").await.err(),
+                Err(e) => Some(e),
+            };
+            let e = refused.expect("a client without a certificate is refused");
+            assert!(e.to_string().contains("cluster store"), "{e}");
+            // A key without its certificate is a configuration error.
+            let mut half = EtcdOptions::new(eps);
+            half.ca_file = Some(ca);
+            half.key_file = Some(key);
+            let e = EtcdStore::connect(half).await.err().expect("refused");
+            assert!(e.to_string().contains("kv.certfile"), "{e}");
+        });
+    });
+    drop(etcd);
+}

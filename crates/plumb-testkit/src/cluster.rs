@@ -97,12 +97,24 @@ pub struct Etcd {
     members: Vec<Member>,
     /// Client endpoints (`IP:PORT`), one per member.
     pub endpoints: Vec<String>,
+    /// etcdctl's TLS flags, when clients need them.
+    tls: Option<Vec<String>>,
 }
 
 impl Etcd {
     /// Starts `members` etcd members listening on `ip` inside `ns` and waits until the
     /// cluster answers.
     pub fn start(ns: &str, ip: &str, members: usize) -> Self {
+        Self::start_opt(ns, ip, members, None)
+    }
+
+    /// One member serving clients over TLS with `pki`'s server certificate, and requiring
+    /// client certificates signed by its CA.
+    pub fn start_tls(ns: &str, ip: &str, pki: &Pki) -> Self {
+        Self::start_opt(ns, ip, 1, Some(pki))
+    }
+
+    fn start_opt(ns: &str, ip: &str, members: usize, pki: Option<&Pki>) -> Self {
         let bin = "etcd";
         let found = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).exists()))
@@ -121,18 +133,26 @@ impl Etcd {
             .enumerate()
             .map(|(i, n)| format!("{n}={}", peer(i)))
             .collect();
+        let scheme = if pki.is_some() { "https" } else { "http" };
         let mut etcd = Etcd {
             ns: ns.to_owned(),
             dir: dir.clone(),
             members: Vec::new(),
             endpoints: (0..members).map(client).collect(),
+            tls: pki.map(|p| {
+                vec![
+                    format!("--cacert={}", p.ca.display()),
+                    format!("--cert={}", p.client_cert.display()),
+                    format!("--key={}", p.client_key.display()),
+                ]
+            }),
         };
         for (i, name) in names.iter().enumerate() {
-            let args = vec![
+            let mut args = vec![
                 format!("--name={name}"),
                 format!("--data-dir={}", dir.join(name).display()),
-                format!("--listen-client-urls=http://{}", client(i)),
-                format!("--advertise-client-urls=http://{}", client(i)),
+                format!("--listen-client-urls={scheme}://{}", client(i)),
+                format!("--advertise-client-urls={scheme}://{}", client(i)),
                 format!("--listen-peer-urls={}", peer(i)),
                 format!("--initial-advertise-peer-urls={}", peer(i)),
                 format!("--initial-cluster={}", cluster.join(",")),
@@ -143,6 +163,14 @@ impl Etcd {
                 "--logger=zap".to_owned(),
                 "--log-outputs=stderr".to_owned(),
             ];
+            if let Some(p) = pki {
+                args.extend([
+                    format!("--cert-file={}", p.server_cert.display()),
+                    format!("--key-file={}", p.server_key.display()),
+                    format!("--trusted-ca-file={}", p.ca.display()),
+                    "--client-cert-auth".to_owned(),
+                ]);
+            }
             etcd.members.push(Member {
                 name: name.clone(),
                 child: None,
@@ -205,6 +233,7 @@ impl Etcd {
                 .arg(format!("--endpoints={}", endpoints.join(",")))
                 .arg("--dial-timeout=1s")
                 .arg("--command-timeout=2s")
+                .args(self.tls.iter().flatten())
                 .args(args)
                 .env("ETCDCTL_API", "3"),
         )
@@ -362,4 +391,59 @@ pub fn tunnel_entries(h: &TestHost) -> String {
         }
     }
     out
+}
+
+/// A throwaway PKI made with the openssl command: a CA, a server certificate for an IP
+/// address, and a client certificate, all signed by the CA.
+pub struct Pki {
+    /// The CA certificate (PEM).
+    pub ca: PathBuf,
+    /// The server's certificate and key.
+    pub server_cert: PathBuf,
+    /// The server's key.
+    pub server_key: PathBuf,
+    /// The client's certificate.
+    pub client_cert: PathBuf,
+    /// The client's key.
+    pub client_key: PathBuf,
+    dir: PathBuf,
+}
+
+impl Pki {
+    /// Makes the files in a directory of their own, the server certificate valid for `ip`.
+    pub fn new(ip: &str) -> Self {
+        let dir = PathBuf::from(TEST_ROOT).join(format!("{}-pki", unique_tag()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.display();
+        let script = format!(
+            "set -e; cd {d}; \
+             openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=plumb-test-ca -keyout ca.key -out ca.pem 2>/dev/null; \
+             openssl req -newkey rsa:2048 -nodes -subj /CN=etcd -keyout server.key -out server.csr 2>/dev/null; \
+             printf 'subjectAltName=IP:{ip}\\nextendedKeyUsage=serverAuth,clientAuth\\n' > server.ext; \
+             openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext -out server.pem 2>/dev/null; \
+             openssl req -newkey rsa:2048 -nodes -subj /CN=plumbd -keyout client.key -out client.csr 2>/dev/null; \
+             printf 'extendedKeyUsage=clientAuth\\n' > client.ext; \
+             openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile client.ext -out client.pem 2>/dev/null"
+        );
+        let o = run_cmd(Command::new("sh").arg("-c").arg(&script));
+        assert!(
+            o.ok(),
+            "making test certificates with openssl: {}",
+            o.stderr
+        );
+        Pki {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+            dir,
+        }
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -19,7 +19,7 @@ mod rng;
 mod stubdns;
 mod sweep;
 
-pub use cluster::{in_netns, Etcd, Underlay};
+pub use cluster::{in_netns, Etcd, Pki, Underlay};
 pub use host::{CmdOutput, TestHost};
 pub use rng::Rng;
 pub use stubdns::StubDns;
