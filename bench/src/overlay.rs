@@ -165,6 +165,27 @@ pub fn overlay_figures(figures: &mut Vec<Figure>, n: usize) {
         ),
     });
 
+    // No live host was ever taken for dead meanwhile: no lease lost (a host whose lease
+    // expires says so in its log and registers again), every node up.
+    let relost: usize = c
+        .hosts
+        .iter()
+        .map(|h| h.log().matches("lease expired").count())
+        .sum();
+    let (_, nodes) = h1.api("GET", "/plumb/v1/nodes", None);
+    let up = nodes
+        .as_array()
+        .map(|a| a.iter().filter(|n| n["Alive"] == true).count())
+        .unwrap_or(0);
+    figures.push(Figure {
+        name: "overlay_live_hosts_declared_dead".into(),
+        unit: "count",
+        value: relost as f64 + (3 - up.min(3)) as f64,
+        context: format!(
+            "leases lost during the {n} connects (--cluster-node-ttl 3s) plus nodes not up after them ({up} of 3 up)"
+        ),
+    });
+
     // Data path: TCP sandbox to sandbox across hosts, and host to host on the underlay.
     let (_, srv) = connect(h2, "ov", "iperf-srv");
     let (_, _) = connect(h1, "ov", "iperf-cli");
