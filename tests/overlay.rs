@@ -100,7 +100,7 @@ fn sandboxes_on_three_hosts_talk_by_address_and_name_and_stay_isolated() {
 
 #[test]
 fn a_killed_host_is_cleaned_from_the_others_after_its_ttl() {
-    let Some(mut c) = cluster(2, "3s") else {
+    let Some(mut c) = cluster(3, "3s") else {
         return;
     };
     create_overlay(&c.hosts[0], "ov", "10.212.0.0/24");
@@ -161,6 +161,18 @@ fn a_killed_host_is_cleaned_from_the_others_after_its_ttl() {
     c.etcd.resume();
     eventually("connect to ov works again", || {
         c.hosts[0].plumb(&["network", "connect", "ov", "e"]).ok()
+    });
+    // A new endpoint on host 3 (whose watch resumed after the outage) is reached from host 1.
+    c.hosts[2].plumb_ok(&["sandbox", "create", "late"]);
+    c.hosts[2].plumb_ok(&["network", "connect", "ov", "late"]);
+    let late = ip_on(&c.hosts[2], "late", "ov");
+    eventually("host 1 reaches host 3's new endpoint", || {
+        can_ping(&c.hosts[0], "a", &late)
+    });
+    eventually("and host 3 resolves host 1's sandbox by name", || {
+        c.hosts[2]
+            .in_sandbox("late", "ping -c1 -W1 e >/dev/null 2>&1")
+            .ok()
     });
 }
 

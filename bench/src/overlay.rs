@@ -362,7 +362,17 @@ pub fn fanout_figures(figures: &mut Vec<Figure>, hosts: usize) {
         unit: "count",
         value: quiet as f64,
         context: format!(
-            "of {others} hosts without an endpoint on a second network: namespaces kept for it (every host still watches the whole cluster prefix)"
+            "of {others} hosts without an endpoint on a second network: namespaces kept for it"
+        ),
+    });
+    let watchers = etcd_counters(&c, &["etcd_debugging_mvcc_watcher_total"])[0];
+    figures.push(Figure {
+        name: "fanout_etcd_watchers".into(),
+        unit: "count",
+        value: watchers,
+        context: format!(
+            "etcd's watcher gauge: each host watches network definitions, and endpoints only of networks it has an endpoint on ({} expected: {hosts} + {hosts} on the first network + 1 on the second)",
+            2 * hosts + 1
         ),
     });
     for (name, v) in counters.iter().zip(&per) {

@@ -258,6 +258,10 @@ async fn global_networks_span_hosts_with_unique_addresses_and_peers() {
         })
         .await;
     }
+    // A host with no endpoint on the network does not watch its endpoints: it keeps none of
+    // them and programs nothing.
+    assert!(late.ctl.network("ov").await.unwrap().endpoints.is_empty());
+    assert!(late.driver.peers.lock().unwrap().is_empty());
     // Nodes: all registered and alive.
     let nodes = hosts[0].ctl.nodes().await.unwrap();
     assert_eq!(nodes.len(), 4);
@@ -271,6 +275,18 @@ async fn a_host_whose_lease_expires_is_cleaned_from_the_others() {
     let b = host("b", 12, cluster.clone(), Duration::from_millis(600)).await;
     a.ctl
         .create_network(overlay("ov", "10.79.0.0/24"))
+        .await
+        .unwrap();
+    // a watches the network's endpoints once it has one of its own there.
+    a.ctl
+        .create_sandbox(SandboxSpec {
+            name: "resident".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    a.ctl
+        .connect("ov", "resident", EndpointSpec::default())
         .await
         .unwrap();
     eventually("b sees the network", async || {
@@ -296,7 +312,7 @@ async fn a_host_whose_lease_expires_is_cleaned_from_the_others() {
     // b dies: its keep-alives stop with it; its lease expires.
     drop(b);
     eventually("b's endpoint is cleaned from a", async || {
-        a.ctl.network("ov").await.unwrap().endpoints.is_empty()
+        a.ctl.network("ov").await.unwrap().endpoints.len() == 1
     })
     .await;
     assert!(

@@ -126,6 +126,14 @@ impl ClusterState {
         })
     }
 
+    /// True when `id` is a global network's.
+    pub fn is_global_network(&self, id: &crate::NetworkId) -> bool {
+        self.global
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
+    }
+
     /// Marks a network id global (or not).
     pub fn set_global(&self, id: &crate::NetworkId, global: bool) {
         let mut g = self.global.write().unwrap_or_else(|p| p.into_inner());

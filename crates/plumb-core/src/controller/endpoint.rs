@@ -183,6 +183,9 @@ impl Controller {
                 r => break r?,
             }
         };
+        if ep.node.is_some() {
+            self.joined_global(&ep.network);
+        }
         if self.needs_gateway_bridge(network) {
             if let Err(e) = self.sync_gateway_bridge(sandbox).await {
                 // All or nothing: without its way out the connect is undone.
@@ -285,7 +288,16 @@ impl Controller {
     /// Takes the sandbox's endpoint on `network` out and deletes it.
     pub async fn disconnect(&self, network: &str, sandbox: &str) -> Result<()> {
         let overlay = self.needs_gateway_bridge(network);
+        let global = {
+            let snap = self.snapshot();
+            snap.find_network(network)
+                .ok()
+                .filter(|id| self.cluster().is_some_and(|c| c.is_global_network(id)))
+        };
         self.disconnect_only(network, sandbox).await?;
+        if let Some(id) = global {
+            self.left_global(&id).await;
+        }
         if overlay {
             // Its way out goes with its last overlay endpoint.
             if let Err(e) = self.sync_gateway_bridge(sandbox).await {

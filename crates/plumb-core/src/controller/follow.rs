@@ -34,14 +34,39 @@ fn remote_sandbox(ep: &Endpoint) -> Option<Sandbox> {
 impl Controller {
     /// Starts applying changes other controllers commit to the store; stops when the
     /// controller is dropped. Call once, right after creating it.
+    ///
+    /// With a cluster store, a host watches the definitions of global networks, and the
+    /// endpoints only of those networks it has an endpoint on (from its first local join to
+    /// its last leave): the others cost it nothing. Without one (controllers sharing one
+    /// store), everything is watched.
     pub fn follow(self: &Arc<Self>) {
         self.following.store(true, Ordering::SeqCst);
+        let _ = self.me.set(Arc::downgrade(self));
         self.keep_node_alive();
         let from = self.loaded_revision.load(Ordering::SeqCst);
+        let prefix = if self.cluster().is_some() {
+            "networks/"
+        } else {
+            ""
+        };
+        let task = self.spawn_watch(prefix.to_owned(), from);
+        *self.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        if self.cluster().is_some() {
+            let snap = self.snapshot();
+            for id in snap.networks.keys() {
+                if self.has_local_endpoint(&snap, id) {
+                    self.watch_endpoints_from(id.clone(), Some(from));
+                }
+            }
+        }
+    }
+
+    /// Applies every change under `prefix` after `from`, for as long as the controller lives.
+    /// When the watch ends (etcd unreachable) it watches again from the last revision applied;
+    /// when the store no longer has that revision it resyncs the prefix in full.
+    fn spawn_watch(self: &Arc<Self>, prefix: String, from: u64) -> tokio::task::AbortHandle {
         let me: Weak<Self> = Arc::downgrade(self);
         let task = tokio::spawn(async move {
-            // The watch ends when the store goes away (etcd unreachable): watch again from
-            // the last revision applied, or resync in full when the store no longer has it.
             let mut last = from;
             loop {
                 let watch = {
@@ -50,10 +75,10 @@ impl Controller {
                         Some(c) => c.cfg.store.clone(),
                         None => ctl.store.clone(),
                     };
-                    match store.watch("", last).await {
+                    match store.watch(&prefix, last).await {
                         Ok(w) => Some(w),
                         Err(crate::store::StoreError::Compacted { .. }) => {
-                            match ctl.resync(store.as_ref()).await {
+                            match ctl.resync(store.as_ref(), &prefix).await {
                                 Ok(rev) => last = rev,
                                 Err(e) => {
                                     tracing::warn!(error = %e, "resyncing with the store failed")
@@ -80,36 +105,131 @@ impl Controller {
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
         });
-        *self.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
+        task.abort_handle()
     }
 
-    /// After a compaction: applies the store's whole content as changes (what is known
-    /// already is skipped) and the removal of what it no longer has; returns the revision
-    /// read at.
-    async fn resync(&self, store: &dyn crate::store::Store) -> crate::Result<u64> {
-        let networks = store.list("networks/").await?;
-        let endpoints = store.list("endpoints/").await?;
-        let listed: std::collections::HashSet<String> = networks
-            .entries
-            .iter()
-            .chain(&endpoints.entries)
-            .map(|e| e.key.clone())
+    /// True when a sandbox of this host has an endpoint on `net`.
+    fn has_local_endpoint(&self, st: &super::state::State, net: &crate::NetworkId) -> bool {
+        st.networks.get(net).is_some_and(|n| {
+            n.endpoints.iter().any(|e| {
+                st.endpoints
+                    .get(e)
+                    .and_then(|(ep, _)| ep.sandbox.as_ref())
+                    .is_some_and(|s| st.sandboxes.contains_key(s))
+            })
+        })
+    }
+
+    /// Starts watching the endpoints of global network `net` (unless watched already): from
+    /// `from` when this host's memory is current up to there, else after listing them.
+    fn watch_endpoints_from(self: &Arc<Self>, net: crate::NetworkId, from: Option<u64>) {
+        let mut watches = self.net_watches.lock().unwrap_or_else(|p| p.into_inner());
+        if watches.contains_key(&net) {
+            return;
+        }
+        let prefix = format!("endpoints/{net}/");
+        let handle = match from {
+            Some(rev) => self.spawn_watch(prefix, rev),
+            None => {
+                let me = Arc::downgrade(self);
+                tokio::spawn(async move {
+                    // Listed and applied first, then watched from the listing's revision.
+                    let Some(ctl) = me.upgrade() else { return };
+                    let Some(c) = ctl.cluster() else { return };
+                    let store = c.cfg.store.clone();
+                    let rev = loop {
+                        match ctl.resync(store.as_ref(), &prefix).await {
+                            Ok(rev) => break rev,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "listing a network's endpoints failed; trying again");
+                                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                            }
+                        }
+                    };
+                    let inner = ctl.spawn_watch(prefix, rev);
+                    // Keep the inner task tied to this one: aborting this aborts nothing
+                    // else, so hold it and abort it on the way out.
+                    struct AbortOnDrop(tokio::task::AbortHandle);
+                    impl Drop for AbortOnDrop {
+                        fn drop(&mut self) {
+                            self.0.abort();
+                        }
+                    }
+                    let _guard = AbortOnDrop(inner);
+                    drop(ctl);
+                    std::future::pending::<()>().await;
+                })
+                .abort_handle()
+            }
+        };
+        watches.insert(net, handle);
+    }
+
+    /// After a local join to a global network: make sure its endpoints are watched.
+    pub(super) fn joined_global(&self, net: &crate::NetworkId) {
+        if let Some(me) = self.me.get().and_then(Weak::upgrade) {
+            me.watch_endpoints_from(net.clone(), None);
+        }
+    }
+
+    /// After a local leave from a global network: when no local endpoint is left on it, stop
+    /// watching its endpoints and forget those of other hosts (their names, addresses and
+    /// tunnels), which this host would no longer keep current.
+    pub(super) async fn left_global(&self, net: &crate::NetworkId) {
+        let mut st = self.lock().await;
+        if self.has_local_endpoint(&st, net) {
+            return;
+        }
+        if let Some(h) = self
+            .net_watches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(net)
+        {
+            h.abort();
+        }
+        let Some(n) = st.networks.get(net).map(|n| n.net.clone()) else {
+            return;
+        };
+        let remote: Vec<Endpoint> = st
+            .endpoints
+            .values()
+            .map(|(ep, _)| ep)
+            .filter(|ep| &ep.network == net && !st.pending.contains(&ep.id))
+            .cloned()
             .collect();
-        for e in networks.entries.into_iter().chain(endpoints.entries) {
+        for ep in remote {
+            self.names.remove(&ep.id);
+            self.remove_peer(&n, &ep).await;
+            self.forget_endpoint(&mut st, &ep).await;
+        }
+    }
+
+    /// Applies everything under `prefix` as changes (what is known already is skipped) and
+    /// the removal of what the store no longer has there; returns the revision read at. Used
+    /// after a compaction, and to start watching a network's endpoints.
+    async fn resync(&self, store: &dyn crate::store::Store, prefix: &str) -> crate::Result<u64> {
+        let listing = store.list(prefix).await?;
+        let listed: std::collections::HashSet<String> =
+            listing.entries.iter().map(|e| e.key.clone()).collect();
+        let revision = listing.revision;
+        for e in listing.entries {
             self.apply_foreign(WatchEvent::Put(e)).await;
         }
         let snap = self.snapshot();
-        let revision = networks.revision.max(endpoints.revision);
+        let followed = |k: &String| {
+            k.starts_with(prefix)
+                && !listed.contains(k)
+                && self
+                    .cluster()
+                    .is_none_or(|c| c.route(k) == super::cluster::Route::Cluster)
+        };
         let gone: Vec<String> = snap
             .endpoints
             .values()
             .map(|(ep, _)| crate::store::endpoint_key(&ep.network, &ep.id))
-            .filter(|k| {
-                let followed = self
-                    .cluster()
-                    .is_none_or(|c| c.route(k) == super::cluster::Route::Cluster);
-                followed && !listed.contains(k)
-            })
+            .chain(snap.networks.keys().map(crate::store::network_key))
+            .filter(followed)
             .collect();
         for key in gone {
             self.apply_foreign(WatchEvent::Delete { key, revision })

@@ -112,6 +112,11 @@ pub struct Controller {
     cluster: Option<cluster::ClusterState>,
     /// Background tasks (the node's keep-alive), stopped when the controller goes.
     tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Watches of the endpoints of global networks this host has an endpoint on.
+    net_watches:
+        std::sync::Mutex<std::collections::HashMap<crate::NetworkId, tokio::task::AbortHandle>>,
+    /// The controller itself, once [`Controller::follow`] ran (to start watches later).
+    me: std::sync::OnceLock<std::sync::Weak<Controller>>,
 }
 
 impl Drop for Controller {
@@ -162,6 +167,8 @@ impl Controller {
         let ctl = Controller {
             cluster,
             tasks: Default::default(),
+            net_watches: Default::default(),
+            me: Default::default(),
             state: Mutex::new(State::default()),
             snapshot: Default::default(),
             store,

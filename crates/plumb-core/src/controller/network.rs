@@ -354,6 +354,28 @@ impl Controller {
         }
         let rev = entry.rev;
         let driver = self.driver(&network.spec.driver)?;
+        if let Some(c) = self.cluster().filter(|c| c.is_global_network(&id)) {
+            // Endpoints on other hosts: this host watches them only while it has one of its
+            // own on the network, so ask the cluster store.
+            let listing = c
+                .cfg
+                .store
+                .list(&format!("endpoints/{id}/"))
+                .await
+                .map_err(super::cluster::unavailable)?;
+            let names: Vec<String> = listing
+                .entries
+                .iter()
+                .filter_map(|e| serde_json::from_slice::<Endpoint>(&e.value).ok())
+                .map(|ep| ep.name)
+                .collect();
+            if !names.is_empty() {
+                return Err(Error::NetworkHasEndpoints {
+                    name: network.spec.name,
+                    endpoints: names.join(", "),
+                });
+            }
+        }
         self.commit(vec![Op::Delete {
             key: network_key(&id),
             expect: Expect::At(rev),

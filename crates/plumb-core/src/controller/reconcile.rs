@@ -62,8 +62,33 @@ impl Controller {
                 .map_err(super::cluster::unavailable)?;
             endpoint_entries.extend(listing.entries);
         }
+        // Endpoints of other hosts are kept only on global networks this host has an
+        // endpoint on (those whose endpoints it watches).
+        let mut decoded = Vec::with_capacity(endpoint_entries.len());
         for e in endpoint_entries {
             let ep: Endpoint = decode(&e.key, &e.value)?;
+            decoded.push((ep, e.revision));
+        }
+        let with_local: std::collections::HashSet<crate::NetworkId> = decoded
+            .iter()
+            .filter(|(ep, _)| {
+                ep.sandbox
+                    .as_ref()
+                    .is_some_and(|s| st.sandboxes.contains_key(s))
+            })
+            .map(|(ep, _)| ep.network.clone())
+            .collect();
+        for (ep, revision) in decoded {
+            let global = self
+                .cluster()
+                .is_some_and(|c| c.is_global_network(&ep.network));
+            let local = ep
+                .sandbox
+                .as_ref()
+                .is_some_and(|s| st.sandboxes.contains_key(s));
+            if global && !local && !with_local.contains(&ep.network) {
+                continue;
+            }
             let Some(n) = st.networks.get_mut(&ep.network) else {
                 tracing::warn!(endpoint = %ep.name, "endpoint of an unknown network ignored");
                 continue;
@@ -71,9 +96,9 @@ impl Controller {
             self.restore_addresses(n, &ep).await?;
             n.add_member(&ep);
             if ep.sandbox.is_some() {
-                joined.push((ep.clone(), e.revision));
+                joined.push((ep.clone(), revision));
             }
-            st.endpoints.insert(ep.id.clone(), (ep, e.revision));
+            st.endpoints.insert(ep.id.clone(), (ep, revision));
         }
 
         // Kernel: networks first, then sandboxes, then their endpoints.
