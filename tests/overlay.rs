@@ -27,6 +27,22 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// An overlay network `ov` on `subnet` with sandbox `a` on host 1 and `b` on host 2, `a`
+/// reaching `b`; returns `b`'s address.
+fn a_and_b(c: &TestCluster, subnet: &str) -> String {
+    create_overlay(&c.hosts[0], "ov", subnet);
+    eventually("ov on host 2", || {
+        c.hosts[1].plumb(&["network", "inspect", "ov"]).ok()
+    });
+    c.hosts[0].plumb_ok(&["sandbox", "create", "a"]);
+    c.hosts[0].plumb_ok(&["network", "connect", "ov", "a"]);
+    c.hosts[1].plumb_ok(&["sandbox", "create", "b"]);
+    c.hosts[1].plumb_ok(&["network", "connect", "ov", "b"]);
+    let b = ip_on(&c.hosts[1], "b", "ov");
+    eventually("a reaches b", || can_ping(&c.hosts[0], "a", &b));
+    b
+}
+
 #[test]
 fn sandboxes_on_three_hosts_talk_by_address_and_name_and_stay_isolated() {
     let Some(c) = cluster(3, "10s") else { return };
@@ -103,16 +119,7 @@ fn a_killed_host_is_cleaned_from_the_others_after_its_ttl() {
     let Some(mut c) = cluster(3, "3s") else {
         return;
     };
-    create_overlay(&c.hosts[0], "ov", "10.212.0.0/24");
-    eventually("ov on host 2", || {
-        c.hosts[1].plumb(&["network", "inspect", "ov"]).ok()
-    });
-    c.hosts[0].plumb_ok(&["sandbox", "create", "a"]);
-    c.hosts[0].plumb_ok(&["network", "connect", "ov", "a"]);
-    c.hosts[1].plumb_ok(&["sandbox", "create", "b"]);
-    c.hosts[1].plumb_ok(&["network", "connect", "ov", "b"]);
-    let b = ip_on(&c.hosts[1], "b", "ov");
-    eventually("a reaches b", || can_ping(&c.hosts[0], "a", &b));
+    let b = a_and_b(&c, "10.212.0.0/24");
     let nodes = c.hosts[0].plumb_ok(&["node", "ls"]);
     assert!(
         nodes.contains("node1") && nodes.contains("node2"),
@@ -302,16 +309,7 @@ fn a_host_restarted_within_its_ttl_keeps_traffic_and_peers() {
     let Some(mut c) = cluster(2, "10s") else {
         return;
     };
-    create_overlay(&c.hosts[0], "ov", "10.215.0.0/24");
-    eventually("ov on host 2", || {
-        c.hosts[1].plumb(&["network", "inspect", "ov"]).ok()
-    });
-    c.hosts[0].plumb_ok(&["sandbox", "create", "a"]);
-    c.hosts[0].plumb_ok(&["network", "connect", "ov", "a"]);
-    c.hosts[1].plumb_ok(&["sandbox", "create", "b"]);
-    c.hosts[1].plumb_ok(&["network", "connect", "ov", "b"]);
-    let b = ip_on(&c.hosts[1], "b", "ov");
-    eventually("a reaches b", || can_ping(&c.hosts[0], "a", &b));
+    let b = a_and_b(&c, "10.215.0.0/24");
     // Host 2's plumbd dies and comes back well within its 10 s ttl.
     c.hosts[1].kill9();
     assert!(
