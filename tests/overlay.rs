@@ -409,3 +409,40 @@ fn a_sandbox_only_on_an_overlay_network_gets_out_through_the_gateway_bridge() {
         "nothing left: {sb}"
     );
 }
+
+#[test]
+fn plumbd_starts_while_etcd_is_down_and_joins_the_cluster_when_it_answers() {
+    let Some(mut c) = cluster(2, "10s") else {
+        return;
+    };
+    let b = a_and_b(&c, "10.220.0.0/24");
+    c.etcd.stop();
+    c.hosts[0].kill9();
+    c.hosts[0].start();
+    // Local networks work at once; the overlay's kernel state was left alone.
+    c.hosts[0].plumb_ok(&["network", "create", "localnet"]);
+    c.hosts[0].plumb_ok(&["sandbox", "create", "l"]);
+    c.hosts[0].plumb_ok(&["network", "connect", "localnet", "l"]);
+    assert!(
+        can_ping(&c.hosts[0], "a", &b),
+        "overlay traffic survives the restart"
+    );
+    let err = c.hosts[0].plumb_err(&["node", "ls"]);
+    assert!(err.contains("cluster store"), "{err}");
+    // etcd back: the global network and b's endpoint show up, and connects work.
+    c.etcd.resume();
+    eventually("host 1 loads the global network", || {
+        let (_, v) = c.hosts[0].api("GET", "/networks/ov", None);
+        v["Containers"].as_object().is_some_and(|m| m.len() == 2)
+    });
+    c.hosts[0].plumb_ok(&["sandbox", "create", "n"]);
+    eventually("connects to ov work again", || {
+        c.hosts[0].plumb(&["network", "connect", "ov", "n"]).ok()
+    });
+    let n = ip_on(&c.hosts[0], "n", "ov");
+    eventually("b reaches the new endpoint", || {
+        can_ping(&c.hosts[1], "b", &n)
+    });
+    assert!(can_ping(&c.hosts[0], "a", &b));
+    assert!(!c.hosts[0].plumb_ok(&["node", "ls"]).contains("down"));
+}

@@ -137,10 +137,18 @@ pub fn overlay_figures(figures: &mut Vec<Figure>, n: usize) {
         let name = format!("x{i}");
         let (st, v) = h1.api("POST", "/plumb/v1/sandboxes", Some(&json!({"Name": name})));
         assert_eq!(st, 201, "{v}");
-        let (st, v) = h1.api("POST", "/networks/loc/connect", Some(&json!({"Container": name})));
+        let (st, v) = h1.api(
+            "POST",
+            "/networks/loc/connect",
+            Some(&json!({"Container": name})),
+        );
         assert_eq!(st, 200, "{v}");
         let t = Instant::now();
-        let (st, v) = h1.api("POST", "/networks/ov/connect", Some(&json!({"Container": name})));
+        let (st, v) = h1.api(
+            "POST",
+            "/networks/ov/connect",
+            Some(&json!({"Container": name})),
+        );
         with_exit.push(t.elapsed().as_secs_f64() * 1e3);
         assert_eq!(st, 200, "{v}");
     }

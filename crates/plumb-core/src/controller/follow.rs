@@ -42,6 +42,31 @@ impl Controller {
     pub fn follow(self: &Arc<Self>) {
         self.following.store(true, Ordering::SeqCst);
         let _ = self.me.set(Arc::downgrade(self));
+        if self.cluster_pending.load(Ordering::SeqCst) {
+            // Started without the cluster store: join it once it answers, then follow.
+            let me = Arc::downgrade(self);
+            let task = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    let Some(ctl) = me.upgrade() else { return };
+                    match ctl.join_cluster_late().await {
+                        Ok(()) => {
+                            tracing::info!("cluster store reachable: global networks loaded");
+                            ctl.start_following();
+                            return;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "cluster store still unreachable"),
+                    }
+                }
+            });
+            *self.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
+            return;
+        }
+        self.start_following();
+    }
+
+    /// The watches of [`Controller::follow`], from the revision the state was loaded at.
+    fn start_following(self: &Arc<Self>) {
         self.keep_node_alive();
         let from = self.loaded_revision.load(Ordering::SeqCst);
         let prefix = if self.cluster().is_some() {
@@ -50,7 +75,15 @@ impl Controller {
             ""
         };
         let task = self.spawn_watch(prefix.to_owned(), from);
-        *self.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        if let Some(old) = self
+            .follower
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(task)
+        {
+            // The task that waited for the cluster store (it is finishing now).
+            drop(old);
+        }
         if self.cluster().is_some() {
             let snap = self.snapshot();
             for id in snap.networks.keys() {
@@ -59,6 +92,81 @@ impl Controller {
                 }
             }
         }
+    }
+
+    /// After a start without the cluster store: registers the node and loads the global
+    /// networks and this host's endpoints on them (plumbed again, idempotently: their kernel
+    /// state was left alone), with the other hosts' endpoints of those networks.
+    async fn join_cluster_late(&self) -> crate::Result<()> {
+        let Some(c) = self.cluster() else {
+            return Ok(());
+        };
+        self.register_node().await?;
+        let store = c.cfg.store.clone();
+        let unavailable = super::cluster::unavailable;
+        let networks = store.list("networks/").await.map_err(unavailable)?;
+        let endpoints = store.list("endpoints/").await.map_err(unavailable)?;
+        let mut st = self.lock().await;
+        for e in &networks.entries {
+            let mut n: Network = decode(&e.key, &e.value)?;
+            if st.networks.contains_key(&n.id) {
+                continue;
+            }
+            c.set_global(&n.id, true);
+            self.restore_pools(&mut n).await?;
+            if let Ok(d) = self.driver(&n.spec.driver) {
+                if let Err(err) = d.create_network(&n).await {
+                    tracing::warn!(network = %n.spec.name, error = %err, "creating a global network here failed");
+                }
+            }
+            st.net_names.insert(n.spec.name.clone(), n.id.clone());
+            st.networks
+                .insert(n.id.clone(), NetEntry::new(n, e.revision));
+        }
+        let mut decoded = Vec::new();
+        for e in &endpoints.entries {
+            decoded.push((decode::<Endpoint>(&e.key, &e.value)?, e.revision));
+        }
+        let local = |st: &super::state::State, ep: &Endpoint| {
+            ep.sandbox
+                .as_ref()
+                .is_some_and(|s| st.sandboxes.contains_key(s))
+        };
+        let with_local: std::collections::HashSet<crate::NetworkId> = decoded
+            .iter()
+            .filter(|(ep, _)| local(&st, ep))
+            .map(|(ep, _)| ep.network.clone())
+            .collect();
+        for (ep, rev) in decoded {
+            let mine = local(&st, &ep);
+            if st.endpoints.contains_key(&ep.id) || !(mine || with_local.contains(&ep.network)) {
+                continue;
+            }
+            let Some(entry) = st.networks.get_mut(&ep.network) else {
+                continue;
+            };
+            if let Err(err) = self.restore_addresses(entry, &ep).await {
+                tracing::warn!(endpoint = %ep.name, error = %err, "holding an endpoint's addresses failed");
+            }
+            entry.add_member(&ep);
+            let net = entry.net.clone();
+            st.endpoints.insert(ep.id.clone(), (ep.clone(), rev));
+            if mine {
+                if let Some(sb) = &ep.sandbox {
+                    self.restore_ports(&mut st, sb, &ep.ports);
+                }
+                if let Err(err) = self.plumb_in(&mut st, ep.clone(), rev).await {
+                    tracing::error!(endpoint = %ep.name, error = %err, "could not restore endpoint");
+                }
+            } else {
+                self.add_remote_names(&ep, net.spec.internal);
+                self.add_peer(&net, &ep).await;
+            }
+        }
+        self.loaded_revision
+            .store(networks.revision.min(endpoints.revision), Ordering::SeqCst);
+        self.cluster_pending.store(false, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Applies every change under `prefix` after `from`, for as long as the controller lives.

@@ -117,6 +117,9 @@ pub struct Controller {
         std::sync::Mutex<std::collections::HashMap<crate::NetworkId, tokio::task::AbortHandle>>,
     /// The controller itself, once [`Controller::follow`] ran (to start watches later).
     me: std::sync::OnceLock<std::sync::Weak<Controller>>,
+    /// Set while the cluster store could not be reached since start: global state is not
+    /// loaded yet (the follower keeps trying), and nothing global is swept meanwhile.
+    cluster_pending: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Controller {
@@ -169,6 +172,7 @@ impl Controller {
             tasks: Default::default(),
             net_watches: Default::default(),
             me: Default::default(),
+            cluster_pending: Default::default(),
             state: Mutex::new(State::default()),
             snapshot: Default::default(),
             store,
@@ -186,7 +190,16 @@ impl Controller {
             follower: Default::default(),
             sb_locks: Default::default(),
         };
-        ctl.register_node().await?;
+        match ctl.register_node().await {
+            Err(Error::ClusterUnavailable(why)) => {
+                // Local networks must not wait for etcd: start with them, and join the
+                // cluster when it answers (the follower keeps trying).
+                tracing::warn!(error = %why, "cluster store unreachable at start: global networks come when it answers");
+                ctl.cluster_pending
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            r => r?,
+        }
         ctl.load_and_reconcile().await?;
         ctl.ensure_predefined().await?;
         Ok(ctl)

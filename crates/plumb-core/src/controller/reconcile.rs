@@ -13,7 +13,10 @@ impl Controller {
         // Global networks and their endpoints come from the cluster store, the rest from
         // the local one; the follower watches the cluster store when there is one.
         let mut stores = vec![self.store.clone()];
-        if let Some(c) = self.cluster() {
+        let pending = self
+            .cluster_pending
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if let Some(c) = self.cluster().filter(|_| !pending) {
             stores.push(c.cfg.store.clone());
         }
         let mut network_entries = Vec::new();
@@ -165,6 +168,10 @@ impl Controller {
             .filter(|e| e.sandbox.is_some())
             .collect();
         for driver in self.drivers.known() {
+            if pending && driver.capabilities().global {
+                // Global state is not loaded: what looks unknown may be live.
+                continue;
+            }
             if let Err(e) = driver.sweep(&nets, &eps).await {
                 tracing::warn!(driver = driver.name(), error = %e, "sweep failed");
             }
