@@ -24,15 +24,25 @@ where
     let ul = Underlay::new();
     let etcd = Etcd::start(&ul.ns, "10.98.0.1", 1);
     let eps = etcd.endpoints.clone();
-    in_netns(&ul.ns, move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
+    block_on_in(&ul.ns, move || async move {
+        let s = EtcdStore::connect(EtcdOptions::new(eps)).await.unwrap();
+        f(s, etcd).await;
+    });
+}
+
+/// Runs the future `make` makes to completion on a runtime whose sockets live in the
+/// namespace `ns`.
+fn block_on_in<F, Fut>(ns: &str, make: F)
+where
+    F: FnOnce() -> Fut + Send,
+    Fut: std::future::Future<Output = ()>,
+{
+    in_netns(ns, move || {
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
-        rt.block_on(async move {
-            let s = EtcdStore::connect(EtcdOptions::new(eps)).await.unwrap();
-            f(s, etcd).await;
-        });
+            .unwrap()
+            .block_on(make())
     });
 }
 
@@ -190,35 +200,29 @@ fn tls_with_client_certificates() {
         pki.client_cert.clone(),
         pki.client_key.clone(),
     );
-    in_netns(&ul.ns, move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let mut opts = EtcdOptions::new(eps.clone());
-            opts.ca_file = Some(ca.clone());
-            opts.cert_file = Some(cert.clone());
-            opts.key_file = Some(key.clone());
-            let s = EtcdStore::connect(opts).await.unwrap();
-            let r = s.commit(vec![put("networks/tls", 1)]).await.unwrap();
-            assert_eq!(s.get("networks/tls").await.unwrap().unwrap().revision, r);
-            // Without a client certificate the server refuses: a clear error, no hang.
-            let mut anon = EtcdOptions::new(eps.clone());
-            anon.ca_file = Some(ca.clone());
-            let refused = match EtcdStore::connect(anon).await {
-                Ok(s) => s.get("networks/tls").await.err(),
-                Err(e) => Some(e),
-            };
-            let e = refused.expect("a client without a certificate is refused");
-            assert!(e.to_string().contains("cluster store"), "{e}");
-            // A key without its certificate is a configuration error.
-            let mut half = EtcdOptions::new(eps);
-            half.ca_file = Some(ca);
-            half.key_file = Some(key);
-            let e = EtcdStore::connect(half).await.err().expect("refused");
-            assert!(e.to_string().contains("kv.certfile"), "{e}");
-        });
+    block_on_in(&ul.ns, move || async move {
+        let mut opts = EtcdOptions::new(eps.clone());
+        opts.ca_file = Some(ca.clone());
+        opts.cert_file = Some(cert.clone());
+        opts.key_file = Some(key.clone());
+        let s = EtcdStore::connect(opts).await.unwrap();
+        let r = s.commit(vec![put("networks/tls", 1)]).await.unwrap();
+        assert_eq!(s.get("networks/tls").await.unwrap().unwrap().revision, r);
+        // Without a client certificate the server refuses: a clear error, no hang.
+        let mut anon = EtcdOptions::new(eps.clone());
+        anon.ca_file = Some(ca.clone());
+        let refused = match EtcdStore::connect(anon).await {
+            Ok(s) => s.get("networks/tls").await.err(),
+            Err(e) => Some(e),
+        };
+        let e = refused.expect("a client without a certificate is refused");
+        assert!(e.to_string().contains("cluster store"), "{e}");
+        // A key without its certificate is a configuration error.
+        let mut half = EtcdOptions::new(eps);
+        half.ca_file = Some(ca);
+        half.key_file = Some(key);
+        let e = EtcdStore::connect(half).await.err().expect("refused");
+        assert!(e.to_string().contains("kv.certfile"), "{e}");
     });
     drop(etcd);
 }
