@@ -162,8 +162,13 @@ impl ClusterState {
     }
 
     /// `ops` for the cluster store with what goes with them: claims made and released, and
-    /// the node's lease on endpoints and address claims.
-    pub async fn expand(&self, ops: Vec<Op>) -> Result<Vec<Op>> {
+    /// the node's lease on endpoints and address claims. A deleted object's claims come from
+    /// its value as `known` gives it (the controller's memory), else as the store has it.
+    pub async fn expand(
+        &self,
+        ops: Vec<Op>,
+        known: impl Fn(&str) -> Option<Vec<u8>>,
+    ) -> Result<Vec<Op>> {
         let store = &self.cfg.store;
         let lease = self.lease();
         let mut out = Vec::with_capacity(ops.len() * 2);
@@ -203,14 +208,18 @@ impl ClusterState {
                     }
                 }
                 Op::Delete { key, .. } if network || endpoint => {
-                    // What the object claimed is released with it: read what it was.
-                    if let Some(e) = store.get(key).await.map_err(unavailable)? {
+                    // What the object claimed is released with it.
+                    let value = match known(key) {
+                        Some(v) => Some(v),
+                        None => store.get(key).await.map_err(unavailable)?.map(|e| e.value),
+                    };
+                    if let Some(value) = value {
                         let claims = if network {
-                            serde_json::from_slice::<Network>(&e.value)
+                            serde_json::from_slice::<Network>(&value)
                                 .map(|n| network_claims(&n))
                                 .unwrap_or_default()
                         } else {
-                            serde_json::from_slice::<Endpoint>(&e.value)
+                            serde_json::from_slice::<Endpoint>(&value)
                                 .map(|ep| endpoint_claims(&ep))
                                 .unwrap_or_default()
                         };
@@ -249,8 +258,9 @@ pub(super) fn unavailable(e: StoreError) -> Error {
 /// Who holds an address claimed by another host, in [`Error::AddressInUse`].
 pub(super) const CLAIMED_ELSEWHERE: &str = "an endpoint on another host";
 
-/// The error for a claim someone else holds; `None` when `key` is no claim.
-pub(super) fn claim_conflict(key: &str) -> Option<Error> {
+/// The error for a claim someone else holds; `None` when `key` is no claim. `network_name`
+/// names a network by its id.
+pub(super) fn claim_conflict(key: &str, network_name: impl Fn(&str) -> String) -> Option<Error> {
     let rest = key.strip_prefix("claims/")?;
     let (kind, what) = rest.split_once('/')?;
     Some(match kind {
@@ -272,7 +282,7 @@ pub(super) fn claim_conflict(key: &str) -> Option<Error> {
             let (net, ip) = what.split_once('/')?;
             Error::AddressInUse {
                 address: ip.parse().ok()?,
-                network: net.get(..12).unwrap_or(net).to_owned(),
+                network: network_name(net),
                 holder: CLAIMED_ELSEWHERE.to_owned(),
             }
         }
@@ -393,17 +403,17 @@ impl Controller {
     async fn republish(&self, c: &ClusterState) -> Result<()> {
         let snap = self.snapshot();
         for (ep, _) in snap.endpoints.values() {
-            let local = ep
-                .sandbox
-                .as_ref()
-                .is_some_and(|s| snap.sandboxes.contains_key(s));
+            let local = snap.joined_here(ep);
             if !local || c.route(&crate::store::endpoint_key(&ep.network, &ep.id)) != Route::Cluster
             {
                 continue;
             }
             let key = crate::store::endpoint_key(&ep.network, &ep.id);
             let ops = c
-                .expand(vec![Op::put(key, super::encode(ep), Expect::Absent)])
+                .expand(
+                    vec![Op::put(key, super::encode(ep), Expect::Absent)],
+                    |_| None,
+                )
                 .await?;
             // Absent conditions would fail for what survived; write unconditionally.
             let ops = ops
@@ -514,15 +524,55 @@ impl Controller {
         };
         match (route, self.cluster()) {
             (Route::Cluster, Some(c)) => {
-                let ops = c.expand(ops).await?;
+                let ops = c.expand(ops, |key| self.known_value(key)).await?;
                 match c.cfg.store.commit(ops).await {
                     Ok(r) => Ok((r, route)),
-                    Err(StoreError::Conflict { key, expected }) => Err(claim_conflict(&key)
-                        .unwrap_or(Error::Store(StoreError::Conflict { key, expected }))),
+                    Err(StoreError::Conflict { key, expected }) => {
+                        let name = |id: &str| self.network_name(id);
+                        Err(claim_conflict(&key, name)
+                            .unwrap_or(Error::Store(StoreError::Conflict { key, expected })))
+                    }
                     Err(e) => Err(unavailable(e)),
                 }
             }
             _ => Ok((self.store.commit(ops).await?, Route::Local)),
+        }
+    }
+
+    /// The name of the network with id `id` (the id itself when unknown here).
+    fn network_name(&self, id: &str) -> String {
+        let snap = self.snapshot();
+        crate::NetworkId::parse(id)
+            .and_then(|id| snap.networks.get(&id).map(|n| n.net.spec.name.clone()))
+            .unwrap_or_else(|| id.to_owned())
+    }
+
+    /// The value of the network or endpoint at `key` as this controller last published it.
+    fn known_value(&self, key: &str) -> Option<Vec<u8>> {
+        let snap = self.snapshot();
+        let mut parts = key.split('/');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("networks"), Some(id), None) => {
+                let n = snap.networks.get(&crate::NetworkId::parse(id)?)?;
+                Some(super::encode(&n.net))
+            }
+            (Some("endpoints"), Some(_), Some(id)) => {
+                let (ep, _) = snap.endpoints.get(&crate::EndpointId::parse(id)?)?;
+                Some(super::encode(ep))
+            }
+            _ => None,
+        }
+    }
+
+    /// The ops that take back the creation of global network `net` (its record and claims),
+    /// for a rollback that runs without the controller.
+    pub(super) async fn forget_network_ops(&self, net: &Network) -> Result<Vec<Op>> {
+        let op = Op::delete(crate::store::network_key(&net.id), Expect::Any);
+        match self.cluster() {
+            Some(c) if c.route(op.key()) == Route::Cluster => {
+                c.expand(vec![op], |_| Some(super::encode(net))).await
+            }
+            _ => Ok(vec![op]),
         }
     }
 

@@ -74,16 +74,9 @@ impl Controller {
         } else {
             ""
         };
-        let task = self.spawn_watch(prefix.to_owned(), from);
-        if let Some(old) = self
-            .follower
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .replace(task)
-        {
-            // The task that waited for the cluster store (it is finishing now).
-            drop(old);
-        }
+        let task = self.spawn_watch(prefix.to_owned(), Some(from));
+        // Replaces the task that waited for the cluster store, if any (it ends by itself).
+        *self.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         if self.cluster().is_some() {
             let snap = self.snapshot();
             for id in snap.networks.keys() {
@@ -127,18 +120,13 @@ impl Controller {
         for e in &endpoints.entries {
             decoded.push((decode::<Endpoint>(&e.key, &e.value)?, e.revision));
         }
-        let local = |st: &super::state::State, ep: &Endpoint| {
-            ep.sandbox
-                .as_ref()
-                .is_some_and(|s| st.sandboxes.contains_key(s))
-        };
         let with_local: std::collections::HashSet<crate::NetworkId> = decoded
             .iter()
-            .filter(|(ep, _)| local(&st, ep))
+            .filter(|(ep, _)| st.joined_here(ep))
             .map(|(ep, _)| ep.network.clone())
             .collect();
         for (ep, rev) in decoded {
-            let mine = local(&st, &ep);
+            let mine = st.joined_here(&ep);
             if st.endpoints.contains_key(&ep.id) || !(mine || with_local.contains(&ep.network)) {
                 continue;
             }
@@ -169,48 +157,58 @@ impl Controller {
         Ok(())
     }
 
-    /// Applies every change under `prefix` after `from`, for as long as the controller lives.
-    /// When the watch ends (etcd unreachable) it watches again from the last revision applied;
+    /// Applies every change under `prefix` after `from`, for as long as the controller lives;
+    /// without `from` (memory not current for the prefix), it lists the prefix first. When
+    /// the watch ends (etcd unreachable) it watches again from the last revision applied;
     /// when the store no longer has that revision it resyncs the prefix in full.
-    fn spawn_watch(self: &Arc<Self>, prefix: String, from: u64) -> tokio::task::AbortHandle {
+    fn spawn_watch(
+        self: &Arc<Self>,
+        prefix: String,
+        from: Option<u64>,
+    ) -> tokio::task::AbortHandle {
         let me: Weak<Self> = Arc::downgrade(self);
         let task = tokio::spawn(async move {
             let mut last = from;
+            let pause = std::time::Duration::from_millis(500);
             loop {
-                let watch = {
-                    let Some(ctl) = me.upgrade() else { return };
-                    let store = match ctl.cluster() {
-                        Some(c) => c.cfg.store.clone(),
-                        None => ctl.store.clone(),
-                    };
-                    match store.watch(&prefix, last).await {
-                        Ok(w) => Some(w),
-                        Err(crate::store::StoreError::Compacted { .. }) => {
-                            match ctl.resync(store.as_ref(), &prefix).await {
-                                Ok(rev) => last = rev,
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "resyncing with the store failed")
-                                }
-                            }
-                            None
-                        }
+                let Some(ctl) = me.upgrade() else { return };
+                let store = match ctl.cluster() {
+                    Some(c) => c.cfg.store.clone(),
+                    None => ctl.store.clone(),
+                };
+                let Some(from) = last else {
+                    match ctl.resync(store.as_ref(), &prefix).await {
+                        Ok(rev) => last = Some(rev),
                         Err(e) => {
-                            tracing::warn!(error = %e, "cannot follow the store now; trying again");
-                            None
+                            tracing::warn!(error = %e, "listing from the store failed; trying again");
+                            drop(ctl);
+                            tokio::time::sleep(pause).await;
                         }
                     }
+                    continue;
                 };
-                if let Some(mut watch) = watch {
-                    while let Some(ev) = watch.recv().await {
-                        let Some(ctl) = me.upgrade() else { return };
-                        last = last.max(match &ev {
-                            WatchEvent::Put(e) => e.revision,
-                            WatchEvent::Delete { revision, .. } => *revision,
-                        });
-                        ctl.apply_foreign(ev).await;
+                drop(ctl);
+                match store.watch(&prefix, from).await {
+                    Ok(mut watch) => {
+                        while let Some(ev) = watch.recv().await {
+                            let Some(ctl) = me.upgrade() else { return };
+                            let rev = match &ev {
+                                WatchEvent::Put(e) => e.revision,
+                                WatchEvent::Delete { revision, .. } => *revision,
+                            };
+                            last = last.max(Some(rev));
+                            ctl.apply_foreign(ev).await;
+                        }
+                    }
+                    Err(crate::store::StoreError::Compacted { .. }) => {
+                        last = None;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot follow the store now; trying again")
                     }
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                tokio::time::sleep(pause).await;
             }
         });
         task.abort_handle()
@@ -222,8 +220,7 @@ impl Controller {
             n.endpoints.iter().any(|e| {
                 st.endpoints
                     .get(e)
-                    .and_then(|(ep, _)| ep.sandbox.as_ref())
-                    .is_some_and(|s| st.sandboxes.contains_key(s))
+                    .is_some_and(|(ep, _)| st.joined_here(ep))
             })
         })
     }
@@ -232,45 +229,10 @@ impl Controller {
     /// `from` when this host's memory is current up to there, else after listing them.
     fn watch_endpoints_from(self: &Arc<Self>, net: crate::NetworkId, from: Option<u64>) {
         let mut watches = self.net_watches.lock().unwrap_or_else(|p| p.into_inner());
-        if watches.contains_key(&net) {
-            return;
+        if let std::collections::hash_map::Entry::Vacant(slot) = watches.entry(net) {
+            let prefix = format!("endpoints/{}/", slot.key());
+            slot.insert(self.spawn_watch(prefix, from));
         }
-        let prefix = format!("endpoints/{net}/");
-        let handle = match from {
-            Some(rev) => self.spawn_watch(prefix, rev),
-            None => {
-                let me = Arc::downgrade(self);
-                tokio::spawn(async move {
-                    // Listed and applied first, then watched from the listing's revision.
-                    let Some(ctl) = me.upgrade() else { return };
-                    let Some(c) = ctl.cluster() else { return };
-                    let store = c.cfg.store.clone();
-                    let rev = loop {
-                        match ctl.resync(store.as_ref(), &prefix).await {
-                            Ok(rev) => break rev,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "listing a network's endpoints failed; trying again");
-                                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                            }
-                        }
-                    };
-                    let inner = ctl.spawn_watch(prefix, rev);
-                    // Keep the inner task tied to this one: aborting this aborts nothing
-                    // else, so hold it and abort it on the way out.
-                    struct AbortOnDrop(tokio::task::AbortHandle);
-                    impl Drop for AbortOnDrop {
-                        fn drop(&mut self) {
-                            self.0.abort();
-                        }
-                    }
-                    let _guard = AbortOnDrop(inner);
-                    drop(ctl);
-                    std::future::pending::<()>().await;
-                })
-                .abort_handle()
-            }
-        };
-        watches.insert(net, handle);
     }
 
     /// After a local join to a global network: make sure its endpoints are watched.
@@ -428,10 +390,7 @@ impl Controller {
                     return;
                 }
                 if let Some((old, _)) = st.endpoints.get(&ep.id) {
-                    let local = old
-                        .sandbox
-                        .as_ref()
-                        .is_some_and(|s| st.sandboxes.contains_key(s));
+                    let local = st.joined_here(old);
                     if local {
                         return;
                     }
@@ -464,11 +423,7 @@ impl Controller {
                 let Some((ep, _)) = st.endpoints.get(&id).cloned() else {
                     return;
                 };
-                if ep
-                    .sandbox
-                    .as_ref()
-                    .is_some_and(|s| st.sandboxes.contains_key(s))
-                {
+                if st.joined_here(&ep) {
                     tracing::warn!(endpoint = %ep.name, "another controller removed an endpoint joined here: kept");
                     return;
                 }

@@ -181,15 +181,10 @@ impl Controller {
         };
         let mut journal = Journal::new();
         let store = self.store_for(&key);
+        // For a global network this also releases its claims (name, subnets, VNI).
+        let forget = self.forget_network_ops(&network).await?;
         journal.push("forget network", async move {
-            store
-                .commit(vec![Op::Delete {
-                    key,
-                    expect: Expect::Any,
-                }])
-                .await
-                .map(|_| ())
-                .map_err(Into::into)
+            store.commit(forget).await.map(|_| ()).map_err(Into::into)
         });
         if let Err(e) = driver.create_network(&network).await {
             journal.rollback().await;

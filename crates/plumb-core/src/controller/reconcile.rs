@@ -74,21 +74,14 @@ impl Controller {
         }
         let with_local: std::collections::HashSet<crate::NetworkId> = decoded
             .iter()
-            .filter(|(ep, _)| {
-                ep.sandbox
-                    .as_ref()
-                    .is_some_and(|s| st.sandboxes.contains_key(s))
-            })
+            .filter(|(ep, _)| st.joined_here(ep))
             .map(|(ep, _)| ep.network.clone())
             .collect();
         for (ep, revision) in decoded {
             let global = self
                 .cluster()
                 .is_some_and(|c| c.is_global_network(&ep.network));
-            let local = ep
-                .sandbox
-                .as_ref()
-                .is_some_and(|s| st.sandboxes.contains_key(s));
+            let local = st.joined_here(&ep);
             if global && !local && !with_local.contains(&ep.network) {
                 continue;
             }
@@ -130,10 +123,7 @@ impl Controller {
             }
         }
         for (ep, rev) in joined {
-            let sb_ok = ep
-                .sandbox
-                .as_ref()
-                .is_some_and(|s| st.sandboxes.contains_key(s));
+            let sb_ok = st.joined_here(&ep);
             if !sb_ok {
                 // Joined in a sandbox of another controller sharing this store.
                 let internal = st

@@ -154,10 +154,7 @@ impl Controller {
                 let Some((ep, rev)) = st.endpoints.get(id).cloned() else {
                     return Ok(());
                 };
-                let sandbox_there = ep
-                    .sandbox
-                    .as_ref()
-                    .is_some_and(|s| st.sandboxes.contains_key(s));
+                let sandbox_there = st.joined_here(&ep);
                 if !sandbox_there {
                     return Ok(());
                 }

@@ -97,6 +97,13 @@ pub(super) struct State {
 }
 
 impl State {
+    /// True when `ep` is joined to a sandbox of this host (not another controller's).
+    pub fn joined_here(&self, ep: &Endpoint) -> bool {
+        ep.sandbox
+            .as_ref()
+            .is_some_and(|s| self.sandboxes.contains_key(s))
+    }
+
     /// Checks `ports` against the published ones and against each other.
     pub fn check_ports(&self, ports: &[PortMapping]) -> Result<()> {
         for (i, m) in ports.iter().enumerate() {
