@@ -32,6 +32,10 @@ pub const MAX_BODY: usize = 1 << 20;
 /// Produces a text document on demand (metrics, the firewall table).
 pub type TextFn = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// Produces a JSON document on demand, asynchronously (the plugins, asked what they are).
+pub type JsonFn =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, serde_json::Value> + Send + Sync>;
+
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -43,6 +47,8 @@ pub struct AppState {
     pub metrics: Option<TextFn>,
     /// plumb's firewall table as the OS shows it.
     pub firewall: Option<TextFn>,
+    /// The plugins plumbd knows of.
+    pub plugins: Option<JsonFn>,
 }
 
 impl AppState {
@@ -54,7 +60,14 @@ impl AppState {
             events,
             metrics,
             firewall,
+            plugins: None,
         }
+    }
+
+    /// With the plugin listing.
+    pub fn with_plugins(mut self, plugins: Option<JsonFn>) -> Self {
+        self.plugins = plugins;
+        self
     }
 }
 
@@ -107,6 +120,18 @@ async fn nodes(
         })
         .collect();
     Ok(axum::Json(serde_json::Value::Array(list)))
+}
+
+/// `GET /plumb/v1/plugins`: the plugins installed or in use, what they implement, their
+/// address and state.
+async fn plugins(
+    axum::extract::State(s): axum::extract::State<AppState>,
+) -> axum::Json<serde_json::Value> {
+    let v = match &s.plugins {
+        Some(f) => f().await,
+        None => serde_json::Value::Array(Vec::new()),
+    };
+    axum::Json(v)
 }
 
 /// The OpenAPI 3 description of this API.
@@ -201,6 +226,7 @@ pub fn router(state: AppState) -> Router {
         .route("/plumb/v1/metrics", get(metrics))
         .route("/plumb/v1/firewall", get(firewall))
         .route("/plumb/v1/nodes", get(nodes))
+        .route("/plumb/v1/plugins", get(plugins))
         .route(
             "/plumb/v1/sandboxes",
             get(sandboxes::list).post(sandboxes::create),
@@ -313,10 +339,11 @@ pub async fn serve(
     ctl: Arc<Controller>,
     metrics: Option<TextFn>,
     firewall: Option<TextFn>,
+    plugins: Option<JsonFn>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = tower::util::MapRequestLayer::new(strip_version)
-        .layer(router(AppState::new(ctl, metrics, firewall)));
+        .layer(router(AppState::new(ctl, metrics, firewall).with_plugins(plugins)));
     axum::serve(
         listener,
         axum::ServiceExt::<Request>::into_make_service_with_connect_info::<peer::Peer>(app),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// What a driver tells the controller about itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capabilities {
     /// Endpoints get addresses from IPAM (false for host and null).
     pub needs_addresses: bool,
@@ -17,6 +17,43 @@ pub struct Capabilities {
     pub host_mode: bool,
     /// Networks of this driver span hosts: their state lives in the cluster store (overlay).
     pub global: bool,
+    /// The driver keeps its own state across plumbd restarts (a plugin): at start its
+    /// networks are not created again nor its endpoints joined again.
+    pub keeps_state: bool,
+    /// Endpoints get their MAC address from the driver (a plugin) unless the user gives one.
+    pub picks_mac: bool,
+}
+
+/// What a driver made of a new endpoint's interface: values it chose where the request left
+/// them empty (a plugin may pick the MAC, or addresses when no IPAM gives any).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointInterface {
+    /// The MAC address.
+    pub mac: Option<crate::model::MacAddr>,
+    /// The IPv4 address with its prefix.
+    pub ipv4: Option<ipnet::IpNet>,
+    /// The IPv6 address with its prefix.
+    pub ipv6: Option<ipnet::IpNet>,
+}
+
+/// How the API answers a failure of a driver's out-of-process part (a plugin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginFailureKind {
+    /// The plugin answered and said no: the request is refused (403).
+    Refused,
+    /// The plugin could not be reached, timed out, or answered something that is not its
+    /// protocol: retry when it is fixed (503).
+    Unavailable,
+}
+
+/// A failure of a plugin, with the plugin and the call named in `message`.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct PluginFailure {
+    /// How to answer it.
+    pub kind: PluginFailureKind,
+    /// What happened, naming the plugin and the call.
+    pub message: String,
 }
 
 /// What joining produced: the interface inside the sandbox and its gateways.
@@ -26,6 +63,9 @@ pub struct JoinInfo {
     pub gateway_v4: Option<Ipv4Addr>,
     /// IPv6 gateway.
     pub gateway_v6: Option<Ipv6Addr>,
+    /// The interface's name in the sandbox, when the driver chose another than asked for (a
+    /// plugin's own prefix).
+    pub ifname: Option<String>,
 }
 
 /// A driver's refusal of what the user asked for (an option, a name), as opposed to a
@@ -66,6 +106,30 @@ pub trait NetworkDriver: Send + Sync {
     /// (a named bridge that exists as another kind of link); refusals are [`InvalidInput`].
     async fn probe(&self, _network: &Network) -> Result<(), BoxError> {
         Ok(())
+    }
+
+    /// Tells the driver of a new endpoint before it joins anything; returns what the driver
+    /// chose for its interface (only where `endpoint` left a value empty).
+    async fn create_endpoint(
+        &self,
+        _network: &Network,
+        _endpoint: &Endpoint,
+    ) -> Result<EndpointInterface, BoxError> {
+        Ok(EndpointInterface::default())
+    }
+
+    /// Tells the driver an endpoint is gone. Must succeed if it is gone already.
+    async fn delete_endpoint(&self, _network: &Network, _endpoint: &Endpoint) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Driver-specific facts about an endpoint, shown by inspect.
+    async fn endpoint_info(
+        &self,
+        _network: &Network,
+        _endpoint: &Endpoint,
+    ) -> Result<BTreeMap<String, serde_json::Value>, BoxError> {
+        Ok(BTreeMap::new())
     }
 
     /// Creates the network's kernel objects. Must succeed if they exist already as intended.

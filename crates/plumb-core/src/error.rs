@@ -210,6 +210,17 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// A plugin refused a call, or could not be used (unreachable, timed out, answered
+    /// outside its protocol); the message names the plugin and the call.
+    #[error("{message}")]
+    Plugin {
+        /// The driver (or `IPAM <name>`).
+        driver: String,
+        /// What happened.
+        message: String,
+        /// True when the plugin could not be used (retry later), false when it said no.
+        unavailable: bool,
+    },
     /// The sandbox OS layer failed.
     #[error("sandbox {sandbox}: {source}")]
     Os {
@@ -260,7 +271,8 @@ impl Error {
             | EndpointNotJoined { .. } => ErrorKind::InvalidParameter,
             PoolExhausted { .. } | NoAvailablePool { .. } => ErrorKind::Forbidden,
             Driver { .. } | Os { .. } | Store(_) => ErrorKind::Internal,
-            ClusterUnavailable(_) => ErrorKind::Unavailable,
+            ClusterUnavailable(_) | Plugin { unavailable: true, .. } => ErrorKind::Unavailable,
+            Plugin { .. } => ErrorKind::Forbidden,
             NoClusterStore { .. } => ErrorKind::InvalidParameter,
         }
     }

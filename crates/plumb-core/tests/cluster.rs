@@ -75,6 +75,8 @@ impl NetworkDriver for FakeOverlay {
             singleton: false,
             host_mode: false,
             global: true,
+            keeps_state: false,
+            picks_mac: false,
         }
     }
     fn check_options(&self, _: &Network) -> Result<BTreeMap<String, String>, BoxError> {

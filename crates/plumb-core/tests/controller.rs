@@ -93,6 +93,8 @@ impl NetworkDriver for FakeBridge {
             singleton: false,
             host_mode: false,
             global: false,
+            keeps_state: false,
+            picks_mac: false,
         }
     }
     fn check_options(&self, _: &Network) -> Result<BTreeMap<String, String>, BoxError> {
@@ -124,6 +126,7 @@ impl NetworkDriver for FakeBridge {
         self.joined.lock().unwrap().push(ep.name.clone());
         let gw = n.pool_v4().and_then(|p| p.gateway);
         Ok(JoinInfo {
+            ifname: None,
             gateway_v4: match gw {
                 Some(IpAddr::V4(g)) if !n.spec.internal => Some(g),
                 _ => None,

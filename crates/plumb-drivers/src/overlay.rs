@@ -264,6 +264,8 @@ impl NetworkDriver for OverlayDriver {
             singleton: false,
             host_mode: false,
             global: true,
+            keeps_state: false,
+            picks_mac: false,
         }
     }
 

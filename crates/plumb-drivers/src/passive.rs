@@ -43,6 +43,8 @@ impl NetworkDriver for PassiveDriver {
             singleton: true,
             host_mode: self.host_mode,
             global: false,
+            keeps_state: false,
+            picks_mac: false,
         }
     }
 

@@ -84,6 +84,17 @@ struct Args {
     /// This node's name in the cluster (default: the hostname).
     #[arg(long)]
     node_name: Option<String>,
+    /// Where plugins are looked for (repeatable; replaces the defaults: /run/docker/plugins,
+    /// <run-dir>/plugins, /etc/docker/plugins, /etc/plumb/plugins, /usr/lib/docker/plugins).
+    #[arg(long = "plugin-dir")]
+    plugin_dir: Vec<PathBuf>,
+    /// How long a plugin may take to answer one call.
+    #[arg(long, default_value = "10s")]
+    plugin_timeout: String,
+    /// How long a plugin that is not installed yet is waited for when first named (Docker
+    /// waits about 15 s).
+    #[arg(long, default_value = "15s")]
+    plugin_wait: String,
 }
 
 /// Parses a duration written as `<n>s` or `<n>ms`.
@@ -101,6 +112,30 @@ fn parse_duration(flag: &str, v: &str) -> anyhow::Result<std::time::Duration> {
         Some(d) if d >= std::time::Duration::from_secs(1) => Ok(d),
         _ => bail!("{flag} {v:?}: give a duration of at least 1s, such as 10s"),
     }
+}
+
+/// `--plugin-wait`: a duration, where 0s means "do not wait".
+fn parse_wait(v: &str) -> anyhow::Result<std::time::Duration> {
+    if v == "0" || v == "0s" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    parse_duration("--plugin-wait", v)
+}
+
+/// The plugin listing as the API answers it.
+fn plugins_json(list: &[plumb_plugin::PluginInfo]) -> serde_json::Value {
+    serde_json::Value::Array(
+        list.iter()
+            .map(|p| {
+                serde_json::json!({
+                    "Name": p.name,
+                    "Addr": p.addr,
+                    "Implements": p.implements,
+                    "State": p.state,
+                })
+            })
+            .collect(),
+    )
 }
 
 /// The cluster side of the daemon: the store, this node, and its underlay's MTU.
@@ -325,6 +360,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // before the controller starts (start-up attaches resolvers to restored sandboxes).
     let names = Arc::new(plumb_core::names::NameIndex::default());
     let dns_server = plumb_dns::DnsServer::new(names.clone(), upstreams);
+    let discovery = if args.plugin_dir.is_empty() {
+        plumb_plugin::Discovery::defaults(&args.run_dir)
+    } else {
+        plumb_plugin::Discovery::new(args.plugin_dir.clone())
+    };
+    let plugins = Arc::new(plumb_plugin::Plugins::new(
+        plumb_plugin::manager::PluginSettings {
+            discovery,
+            call_timeout: parse_duration("--plugin-timeout", &args.plugin_timeout)?,
+            wait: parse_wait(&args.plugin_wait)?,
+        },
+        ns.clone(),
+    ));
     let config = Config {
         default_pools: pools,
         default_bridge: args.default_bridge.clone(),
@@ -335,8 +383,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }),
         names: Some(names),
         port_holder: Some(Arc::new(plumb_linux::host_ports::HostPorts::new())),
-        resolvers: Vec::new(),
+        resolvers: vec![Arc::new(plumb_plugin::manager::DriverPlugins(plugins.clone()))],
         ipams: Vec::new(),
+        ipam_resolvers: vec![Arc::new(plumb_plugin::manager::IpamPlugins(plugins.clone()))],
         cluster: cluster.as_ref().map(|c| c.cluster.clone()),
     };
     let ctl = Arc::new(Controller::new(config, store, os, drivers).await?);
@@ -381,11 +430,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(socket = %socket.display(), "plumbd ready");
     let firewall: plumb_api::TextFn =
         Arc::new(|| nft::show().unwrap_or_else(|e| format!("cannot list the table: {e}\n")));
+    let plugin_list: plumb_api::JsonFn = Arc::new(move || {
+        let plugins = plugins.clone();
+        Box::pin(async move { plugins_json(&plugins.list().await) })
+    });
     plumb_api::serve(
         listener,
         ctl,
         Some(metrics),
         Some(firewall),
+        Some(plugin_list),
         shutdown_signal(),
     )
     .await?;

@@ -51,11 +51,31 @@ fn ipam_err(driver: &str, network: &str, field: &str, e: crate::BoxError) -> Err
             },
             other => Error::invalid(field, other.to_string()),
         },
-        Err(source) => Error::Driver {
-            driver: format!("IPAM {driver}"),
-            source,
-        },
+        Err(source) => super::driver_err(&format!("IPAM {driver}"), source),
     }
+}
+
+/// Docker's request option carrying the endpoint's MAC address to IPAM.
+const MAC_OPTION: &str = "com.docker.network.endpoint.macaddress";
+
+/// What is wrong with an address an IPAM driver granted from `pool` (a plugin's answer is
+/// not trusted): outside the pool, not the one asked for, or held already.
+fn granted_address_fault(
+    entry: &NetEntry,
+    pool: &Pool,
+    wanted: Option<IpAddr>,
+    got: IpNet,
+) -> Option<String> {
+    if !pool.subnet.contains(&got.addr()) || got.prefix_len() != pool.subnet.prefix_len() {
+        return Some(format!("not an address of pool {}", pool.subnet));
+    }
+    if wanted.is_some_and(|w| w != got.addr()) {
+        return Some("not the address asked for".into());
+    }
+    if let Some(h) = entry.held.get(&got.addr()) {
+        return Some(format!("held already by {h}"));
+    }
+    None
 }
 
 /// True when `net`'s addresses come from the built-in driver (which plumb restores at start;
@@ -76,19 +96,19 @@ pub(super) fn first_host(subnet: IpNet) -> Option<IpAddr> {
 }
 
 impl Controller {
-    /// The IPAM driver called `name`.
-    pub(super) fn ipam(&self, name: &str) -> Result<Arc<dyn Ipam>> {
+    /// The IPAM driver called `name`, looked for among plugins when not known yet.
+    pub(super) async fn ipam(&self, name: &str) -> Result<Arc<dyn Ipam>> {
+        use crate::registry::Unresolved;
         let name = if name.is_empty() { DEFAULT_IPAM } else { name };
-        self.ipams.get(name).cloned().ok_or_else(|| {
-            let mut known: Vec<&str> = self.ipams.keys().map(String::as_str).collect();
-            known.sort();
-            Error::invalid(
+        self.ipams.resolve(name).await.map_err(|e| match e {
+            Unresolved::NotFound(known) => Error::invalid(
                 "IPAM.Driver",
                 format!(
                     "IPAM driver {name:?} is not available: available are {}",
                     known.join(", ")
                 ),
-            )
+            ),
+            Unresolved::Failed(e) => ipam_err(name, "", "IPAM.Driver", e),
         })
     }
 
@@ -98,14 +118,23 @@ impl Controller {
     pub(super) async fn grant_pools(
         &self,
         ipam: &Arc<dyn Ipam>,
-        network: &str,
+        spec: &crate::model::NetworkSpec,
         planned: &[Planned],
         avoid: &[IpNet],
         options: &BTreeMap<String, String>,
     ) -> Result<Vec<Pool>> {
         let mut granted: Vec<Pool> = Vec::new();
+        let (local, global) = ipam
+            .default_address_spaces()
+            .await
+            .map_err(|e| ipam_err(ipam.name(), &spec.name, "IPAM.Driver", e))?;
+        let space = if spec.scope == crate::model::Scope::Global {
+            global
+        } else {
+            local
+        };
         if let Err(e) = self
-            .grant_each(ipam, network, planned, avoid, options, &mut granted)
+            .grant_each(ipam, (&spec.name, &space), planned, avoid, options, &mut granted)
             .await
         {
             for p in &granted {
@@ -119,7 +148,7 @@ impl Controller {
     async fn grant_each(
         &self,
         ipam: &Arc<dyn Ipam>,
-        network: &str,
+        (network, space): (&str, &str),
         planned: &[Planned],
         avoid: &[IpNet],
         options: &BTreeMap<String, String>,
@@ -128,7 +157,7 @@ impl Controller {
         let name = ipam.name().to_owned();
         for (i, p) in planned.iter().enumerate() {
             let req = PoolRequest {
-                address_space: LOCAL_SPACE.to_owned(),
+                address_space: space.to_owned(),
                 pool: p.subnet,
                 sub_pool: p.ip_range,
                 options: options.clone(),
@@ -169,6 +198,26 @@ impl Controller {
                     tracing::warn!(pool = %d, error = %e, "giving back a declined pool failed");
                 }
             }
+            let wrong = if p.subnet.is_some_and(|w| w != grant.pool) {
+                Some("not the pool asked for")
+            } else if grant.pool.addr().is_ipv6() != p.v6 {
+                Some("of the wrong family")
+            } else {
+                None
+            };
+            if let Some(wrong) = wrong {
+                if let Err(e) = ipam.release_pool(&grant.pool_id).await {
+                    tracing::warn!(pool = %grant.pool, error = %e, "giving back a refused pool failed");
+                }
+                return Err(Error::Plugin {
+                    driver: format!("IPAM {name}"),
+                    message: format!(
+                        "IPAM driver {name} answered RequestPool with {}: {wrong}",
+                        grant.pool
+                    ),
+                    unavailable: true,
+                });
+            }
             let mut pool = Pool {
                 subnet: grant.pool,
                 ip_range: p.ip_range,
@@ -177,17 +226,52 @@ impl Controller {
                 pool_id: grant.pool_id,
             };
             let field = |f: &str| format!("IPAM.Config[{i}].{f}");
-            let gateway = p.gateway.or_else(|| first_host(grant.pool));
-            if let Some(gw) = gateway {
+            let mut opts = BTreeMap::new();
+            opts.insert(REQUEST_ADDRESS_TYPE.to_owned(), GATEWAY_ADDRESS.to_owned());
+            if name == DEFAULT_IPAM {
                 // An explicit gateway was checked when planned; the first host never needs it.
-                let mut opts = BTreeMap::new();
-                opts.insert(REQUEST_ADDRESS_TYPE.to_owned(), GATEWAY_ADDRESS.to_owned());
-                let got = ipam.request_address(&pool.pool_id, Some(gw), &opts).await;
-                if let Err(e) = got {
-                    granted.push(pool);
-                    return Err(ipam_err(&name, network, &field("Gateway"), e));
+                if let Some(gw) = p.gateway.or_else(|| first_host(grant.pool)) {
+                    let got = ipam.request_address(&pool.pool_id, Some(gw), &opts).await;
+                    if let Err(e) = got {
+                        granted.push(pool);
+                        return Err(ipam_err(&name, network, &field("Gateway"), e));
+                    }
+                    pool.gateway = Some(gw);
                 }
-                pool.gateway = Some(gw);
+            } else {
+                // Docker's way with a plugin: a gateway the user gave is asked for; else one
+                // the driver dictates in the pool's data is taken as it is; else the driver
+                // picks one. Whatever it answers must lie in the pool.
+                let dictated = grant.data.get(GATEWAY_ADDRESS);
+                let gw = match (p.gateway, dictated) {
+                    (None, Some(g)) => g
+                        .parse::<IpNet>()
+                        .map(|n| n.addr())
+                        .or_else(|_| g.parse())
+                        .map_err(|_| format!("{g:?} (not an address)")),
+                    (wanted, _) => match ipam.request_address(&pool.pool_id, wanted, &opts).await {
+                        Ok(a) => Ok(a.addr()),
+                        Err(e) => {
+                            granted.push(pool);
+                            return Err(ipam_err(&name, network, &field("Gateway"), e));
+                        }
+                    },
+                };
+                match gw {
+                    Ok(gw) if pool.subnet.contains(&gw) => pool.gateway = Some(gw),
+                    other => {
+                        let what = other.map(|g| g.to_string()).unwrap_or_else(|e| e);
+                        granted.push(pool);
+                        return Err(Error::Plugin {
+                            driver: format!("IPAM {name}"),
+                            message: format!(
+                                "IPAM driver {name} gave gateway {what}, not an address of pool {}",
+                                grant.pool
+                            ),
+                            unavailable: true,
+                        });
+                    }
+                }
             }
             for (aux, ip) in &p.aux {
                 let got = ipam
@@ -233,8 +317,21 @@ impl Controller {
         ep: &mut Endpoint,
         want: [(Option<IpAddr>, bool); 2],
     ) -> Result<()> {
-        let ipam = self.ipam(&entry.net.spec.ipam_driver)?;
+        let ipam = self.ipam(&entry.net.spec.ipam_driver).await?;
         let net_name = entry.net.spec.name.clone();
+        // Docker's endpoint requests carry the network's IPAM options, and the MAC address
+        // when the driver asks for it.
+        let mut options = entry.net.spec.ipam_options.clone().unwrap_or_default();
+        if !builtin_ipam(&entry.net) {
+            let caps = ipam
+                .capabilities()
+                .await
+                .map_err(|e| ipam_err(ipam.name(), &net_name, "IPAM.Driver", e))?;
+            if caps.requires_mac_address {
+                let mac = *ep.mac.get_or_insert_with(crate::model::MacAddr::random);
+                options.insert(MAC_OPTION.to_owned(), mac.to_string());
+            }
+        }
         for (wanted, v6) in want {
             let field = if v6 { "IPv6Address" } else { "IPv4Address" };
             let pool = match wanted {
@@ -259,11 +356,29 @@ impl Controller {
                 None => Ok(entry.pool_of_family(v6).cloned()),
             };
             let got = match pool {
-                Ok(Some(pool)) => ipam
-                    .request_address(&pool.pool_id, wanted, &BTreeMap::new())
+                Ok(Some(pool)) => match ipam
+                    .request_address(&pool.pool_id, wanted, &options)
                     .await
-                    .map(Some)
-                    .map_err(|e| ipam_err(ipam.name(), &net_name, field, e)),
+                {
+                    Ok(a) => match granted_address_fault(entry, &pool, wanted, a) {
+                        None => Ok(Some(a)),
+                        Some(fault) => {
+                            // Not ours to keep, but the plugin thinks it handed it out.
+                            if let Err(e) = ipam.release_address(&pool.pool_id, a.addr()).await {
+                                tracing::warn!(address = %a, error = %e, "giving back a refused address failed");
+                            }
+                            Err(Error::Plugin {
+                                driver: format!("IPAM {}", ipam.name()),
+                                message: format!(
+                                    "IPAM driver {} answered RequestAddress with {a}: {fault}",
+                                    ipam.name()
+                                ),
+                                unavailable: true,
+                            })
+                        }
+                    },
+                    Err(e) => Err(ipam_err(ipam.name(), &net_name, field, e)),
+                },
                 Ok(None) => Ok(None),
                 Err(e) => Err(e),
             };
@@ -290,7 +405,7 @@ impl Controller {
 
     /// Gives an endpoint's addresses back.
     pub(super) async fn release_addresses(&self, entry: &mut NetEntry, ep: &Endpoint) {
-        let Ok(ipam) = self.ipam(&entry.net.spec.ipam_driver) else {
+        let Ok(ipam) = self.ipam(&entry.net.spec.ipam_driver).await else {
             return;
         };
         for a in [ep.ipv4, ep.ipv6].into_iter().flatten() {
@@ -313,7 +428,7 @@ impl Controller {
         if !builtin_ipam(net) {
             return Ok(());
         }
-        let ipam = self.ipam(DEFAULT_IPAM)?;
+        let ipam = self.ipam(DEFAULT_IPAM).await?;
         let name = net.spec.name.clone();
         let err = |e| ipam_err(DEFAULT_IPAM, &name, "IPAM.Config", e);
         for p in &mut net.pools {
@@ -348,7 +463,7 @@ impl Controller {
         if !builtin_ipam(&entry.net) {
             return Ok(());
         }
-        let ipam = self.ipam(DEFAULT_IPAM)?;
+        let ipam = self.ipam(DEFAULT_IPAM).await?;
         let name = &entry.net.spec.name;
         for a in [ep.ipv4, ep.ipv6].into_iter().flatten() {
             if let Some(p) = entry.pool_for(a.addr()) {

@@ -452,7 +452,7 @@ impl Controller {
             return;
         };
         let Ok(entry) = st.net_mut(&id) else { return };
-        let Ok(ipam) = self.ipam(&entry.net.spec.ipam_driver) else {
+        let Ok(ipam) = self.ipam(&entry.net.spec.ipam_driver).await else {
             return;
         };
         for e in listing.entries {

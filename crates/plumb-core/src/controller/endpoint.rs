@@ -16,9 +16,15 @@ use std::net::IpAddr;
 impl Controller {
     /// Creates an endpoint on a network, with its addresses; it joins no sandbox yet.
     pub async fn create_endpoint(&self, network: &str, spec: EndpointSpec) -> Result<Endpoint> {
+        self.ready_driver_of(network).await?;
         let mut st = self.lock().await;
         let net_id = st.find_network(network)?;
-        let ep = self.allocate(&mut st, &net_id, spec).await?;
+        let mut ep = self.allocate(&mut st, &net_id, spec).await?;
+        let net = st.net(&net_id)?.net.clone();
+        if let Err(e) = self.driver_create_endpoint(&net, &mut ep).await {
+            self.release_addresses(st.net_mut(&net_id)?, &ep).await;
+            return Err(e);
+        }
         let key = endpoint_key(&net_id, &ep.id);
         let rev = match self
             .commit(vec![Op::put(key, encode(&ep), Expect::Absent)])
@@ -26,6 +32,7 @@ impl Controller {
         {
             Ok(rev) => rev,
             Err(e) => {
+                self.driver_delete_endpoint(&net, &ep).await;
                 self.release_addresses(st.net_mut(&net_id)?, &ep).await;
                 return Err(e);
             }
@@ -37,6 +44,7 @@ impl Controller {
 
     /// Deletes an endpoint that is joined to no sandbox, releasing its addresses.
     pub async fn delete_endpoint(&self, network: &str, endpoint: &str) -> Result<()> {
+        self.ready_driver_of(network).await?;
         let mut st = self.lock().await;
         let net_id = st.find_network(network)?;
         let ep_id = find_endpoint(&st, &net_id, endpoint)?;
@@ -52,12 +60,15 @@ impl Controller {
             expect: Expect::At(rev),
         }])
         .await?;
+        let net = st.net(&net_id)?.net.clone();
+        self.driver_delete_endpoint(&net, &ep).await;
         self.forget_endpoint(&mut st, &ep).await;
         Ok(())
     }
 
     /// Joins an existing endpoint to a sandbox.
     pub async fn join(&self, network: &str, endpoint: &str, sandbox: &str) -> Result<Endpoint> {
+        self.ready_driver_of(network).await?;
         let (_, _sandbox) = self.lock_sandbox(sandbox).await?;
         let mut st = self.lock().await;
         let net_id = st.find_network(network)?;
@@ -116,6 +127,7 @@ impl Controller {
 
     /// Takes an endpoint out of its sandbox; it keeps its addresses.
     pub async fn leave(&self, network: &str, endpoint: &str, sandbox: &str) -> Result<Endpoint> {
+        self.ready_driver_of(network).await?;
         let (_, _sandbox) = self.lock_sandbox(sandbox).await?;
         let mut st = self.lock().await;
         let net_id = st.find_network(network)?;
@@ -169,6 +181,7 @@ impl Controller {
         sandbox: &str,
         spec: EndpointSpec,
     ) -> Result<Endpoint> {
+        self.ready_driver_of(network).await?;
         let dynamic = spec.ipv4.is_none() && spec.ipv6.is_none();
         let mut attempt = 0;
         let ep = loop {
@@ -241,6 +254,15 @@ impl Controller {
         let sb = st.sb(&sb_id)?.sb.clone();
         let mut phases = std::mem::take(&mut st.phases);
         drop(st);
+        if let Err(e) = self.driver_create_endpoint(&net, &mut ep).await {
+            let mut st = self.lock().await;
+            st.pending.remove(&ep.id);
+            self.release_ports(&mut st, &sb_id, &ep.ports);
+            let entry = st.net_mut(&net_id)?;
+            entry.remove_member(&ep);
+            self.release_addresses(entry, &ep).await;
+            return Err(e);
+        }
         let commit = self.commit(vec![Op::put(key.clone(), encode(&ep), Expect::Absent)]);
         let (committed, joined) = tokio::join!(commit, self.join_kernel_of(&net, &sb, &ep));
         let mut st = self.lock().await;
@@ -255,6 +277,7 @@ impl Controller {
                 if joined.is_ok() {
                     self.undo_join_kernel(&st, &ep).await;
                 }
+                self.driver_delete_endpoint(&net, &ep).await;
                 self.release_ports(&mut st, &sb_id, &ep.ports);
                 let entry = st.net_mut(&net_id)?;
                 entry.remove_member(&ep);
@@ -276,6 +299,7 @@ impl Controller {
                 self.repairs
                     .record("unrecord endpoint", &ep.name, action, &undo);
             }
+            self.driver_delete_endpoint(&net, &ep).await;
             self.forget_endpoint(&mut st, &ep).await;
             return Err(e);
         }
@@ -287,6 +311,7 @@ impl Controller {
 
     /// Takes the sandbox's endpoint on `network` out and deletes it.
     pub async fn disconnect(&self, network: &str, sandbox: &str) -> Result<()> {
+        self.ready_driver_of(network).await?;
         let overlay = self.needs_gateway_bridge(network);
         let global = {
             let snap = self.snapshot();
@@ -337,6 +362,8 @@ impl Controller {
             return Err(e);
         }
         self.release_ports(&mut st, &sb_id, &ep.ports);
+        let net = st.net(&net_id)?.net.clone();
+        self.driver_delete_endpoint(&net, &ep).await;
         self.forget_endpoint(&mut st, &ep).await;
         self.emit(event);
         Ok(())
@@ -394,7 +421,8 @@ impl Controller {
                 network: net_name,
             });
         }
-        let needs = self.driver(&driver)?.capabilities().needs_addresses;
+        let caps = self.driver(&driver)?.capabilities();
+        let needs = caps.needs_addresses;
         let entry = st.net_mut(net_id)?;
         let mut ep = Endpoint {
             id: EndpointId::random(),
@@ -430,7 +458,7 @@ impl Controller {
         }
         self.take_addresses(entry, &mut ep, [(spec.ipv4, false), (spec.ipv6, true)])
             .await?;
-        if ep.mac.is_none() {
+        if ep.mac.is_none() && !caps.picks_mac {
             ep.mac = Some(match ep.ipv4.map(|a| a.addr()) {
                 Some(IpAddr::V4(v4)) => MacAddr::from_ipv4(v4),
                 _ => MacAddr::random(),
@@ -507,7 +535,7 @@ impl Controller {
     /// The rest of a join once the kernel half is done: the endpoint recorded as joined, the
     /// sandbox's default route, hosts file and published ports, its names. On failure the
     /// kernel half is undone and the state is as before.
-    async fn finish_join(
+    pub(super) async fn finish_join(
         &self,
         st: &mut State,
         mut ep: Endpoint,
@@ -519,18 +547,40 @@ impl Controller {
             return Ok(());
         };
         let sb = st.sb(&sb_id)?.sb.clone();
-        let driver = self.driver(&net.spec.driver)?;
         ep.gateway_v4 = info.gateway_v4;
         ep.gateway_v6 = info.gateway_v6;
+        let mut rev = rev;
+        let mut renamed = Ok(());
+        if info.ifname.is_some() && info.ifname != ep.ifname {
+            // The driver named the interface itself (a plugin's prefix): recorded, so that
+            // leaving after a restart finds it.
+            ep.ifname = info.ifname;
+            let key = crate::store::endpoint_key(&ep.network, &ep.id);
+            match self
+                .commit(vec![Op::put(key, encode(&ep), Expect::At(rev))])
+                .await
+            {
+                Ok(r) => rev = r,
+                Err(e) => renamed = Err(e),
+            }
+        }
         let previous = st.endpoints.insert(ep.id.clone(), (ep.clone(), rev));
         st.sb_mut(&sb_id)?.endpoints.insert(ep.id.clone());
-        if let Err(e) = self.refresh_sandbox(st, &sb_id).await {
+        let refreshed = match renamed {
+            Ok(()) => self.refresh_sandbox(st, &sb_id).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = refreshed {
             st.sb_mut(&sb_id)?.endpoints.remove(&ep.id);
             match previous {
                 Some(p) => st.endpoints.insert(ep.id.clone(), p),
                 None => st.endpoints.remove(&ep.id),
             };
-            if let Err(undo) = driver.leave(&net, &ep, &sb).await {
+            let left = match self.driver(&net.spec.driver) {
+                Ok(driver) => driver.leave(&net, &ep, &sb).await,
+                Err(e) => Err(e.into()),
+            };
+            if let Err(undo) = left {
                 let action = RepairAction::Leave {
                     network: Box::new(net.clone()),
                     endpoint: Box::new(ep.clone()),
@@ -716,6 +766,39 @@ impl Controller {
 }
 
 impl Controller {
+    /// Tells the driver of a new endpoint; what it chose fills the endpoint's empty fields.
+    async fn driver_create_endpoint(
+        &self,
+        net: &crate::model::Network,
+        ep: &mut Endpoint,
+    ) -> Result<()> {
+        let driver = self.driver(&net.spec.driver)?;
+        let iface = driver.create_endpoint(net, ep).await.map_err(|e| {
+            let step = format!("creating endpoint {} of network {}", ep.name, net.spec.name);
+            step_err(&net.spec.driver, step, e)
+        })?;
+        ep.mac = ep.mac.or(iface.mac);
+        ep.ipv4 = ep.ipv4.or(iface.ipv4);
+        ep.ipv6 = ep.ipv6.or(iface.ipv6);
+        Ok(())
+    }
+
+    /// Tells the driver an endpoint is gone; a failure becomes a repair item.
+    pub(super) async fn driver_delete_endpoint(&self, net: &crate::model::Network, ep: &Endpoint) {
+        let deleted = match self.driver(&net.spec.driver) {
+            Ok(d) => d.delete_endpoint(net, ep).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = deleted {
+            let action = RepairAction::DeleteEndpoint {
+                network: Box::new(net.clone()),
+                endpoint: Box::new(ep.clone()),
+            };
+            self.repairs
+                .record("delete endpoint in driver", &ep.name, action, &e);
+        }
+    }
+
     /// This host, for endpoints of global networks (where other hosts must find them).
     fn node_for(&self, st: &State, net: &NetworkId) -> Option<crate::model::NodeRef> {
         let global = st

@@ -369,7 +369,7 @@ impl Controller {
                 }
                 st.networks.remove(&id);
                 st.net_names.remove(&n.spec.name);
-                if let Ok(ipam) = self.ipam(&n.spec.ipam_driver) {
+                if let Ok(ipam) = self.ipam(&n.spec.ipam_driver).await {
                     for p in &n.pools {
                         self.release_pool(&ipam, p).await;
                     }

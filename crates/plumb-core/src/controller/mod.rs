@@ -55,9 +55,11 @@ pub struct Config {
     /// own, and mappings must name a host port).
     pub port_holder: Option<Arc<dyn crate::driver::PortHolder>>,
     /// Where drivers not built in are looked for when first named (plugins).
-    pub resolvers: Vec<Arc<dyn crate::registry::DriverResolver>>,
-    /// IPAM drivers besides the built-in `default` (remote IPAM plugins).
+    pub resolvers: Vec<Arc<crate::registry::DriverResolver>>,
+    /// IPAM drivers besides the built-in `default`.
     pub ipams: Vec<Arc<dyn crate::ipam_driver::Ipam>>,
+    /// Where IPAM drivers not built in are looked for when first named (plugins).
+    pub ipam_resolvers: Vec<Arc<crate::registry::IpamResolver>>,
     /// The cluster this host is part of (global networks), if any.
     pub cluster: Option<Cluster>,
 }
@@ -72,6 +74,7 @@ impl Default for Config {
             port_holder: None,
             resolvers: Vec::new(),
             ipams: Vec::new(),
+            ipam_resolvers: Vec::new(),
             cluster: None,
         }
     }
@@ -87,9 +90,10 @@ pub struct Controller {
     snapshot: std::sync::RwLock<Arc<State>>,
     store: Arc<dyn Store>,
     os: Arc<dyn SandboxOs>,
-    drivers: crate::registry::DriverRegistry,
-    /// IPAM drivers by name: the built-in `default` and those given in [`Config::ipams`].
-    ipams: std::collections::HashMap<String, Arc<dyn crate::ipam_driver::Ipam>>,
+    drivers: crate::registry::Registry<dyn NetworkDriver>,
+    /// IPAM drivers by name: the built-in `default`, those given in [`Config::ipams`], and
+    /// plugins found when first named.
+    ipams: crate::registry::Registry<dyn crate::ipam_driver::Ipam>,
     config: Config,
     events: broadcast::Sender<Event>,
     names: Arc<NameIndex>,
@@ -151,19 +155,12 @@ impl Controller {
         os: Arc<dyn SandboxOs>,
         drivers: Vec<Arc<dyn NetworkDriver>>,
     ) -> Result<Self> {
-        let drivers = crate::registry::DriverRegistry::new(drivers, config.resolvers.clone());
-        let mut ipams: std::collections::HashMap<String, Arc<dyn crate::ipam_driver::Ipam>> =
-            config
-                .ipams
-                .iter()
-                .map(|i| (i.name().to_owned(), i.clone()))
-                .collect();
-        ipams.insert(
-            crate::ipam_driver::DEFAULT_IPAM.to_owned(),
-            Arc::new(crate::ipam_driver::DefaultIpam::new(
-                config.default_pools.clone(),
-            )),
-        );
+        let drivers = crate::registry::Registry::new(drivers, config.resolvers.clone());
+        let mut ipam_list = config.ipams.clone();
+        ipam_list.push(Arc::new(crate::ipam_driver::DefaultIpam::new(
+            config.default_pools.clone(),
+        )));
+        let ipams = crate::registry::Registry::new(ipam_list, config.ipam_resolvers.clone());
         let (events, _) = broadcast::channel(1024);
         let names = config.names.clone().unwrap_or_default();
         let cluster = config.cluster.clone().map(cluster::ClusterState::new);
@@ -304,7 +301,38 @@ impl Controller {
     }
 
     fn driver(&self, name: &str) -> Result<Arc<dyn NetworkDriver>> {
-        self.drivers.get(name)
+        self.drivers.get(name).ok_or_else(|| Error::DriverNotFound {
+            driver: name.to_owned(),
+            available: self.drivers.names().join(", "),
+        })
+    }
+
+    /// The driver called `name`, looked for among plugins when not known yet.
+    async fn resolve_driver(&self, name: &str) -> Result<Arc<dyn NetworkDriver>> {
+        use crate::registry::Unresolved;
+        self.drivers.resolve(name).await.map_err(|e| match e {
+            Unresolved::NotFound(names) => Error::DriverNotFound {
+                driver: name.to_owned(),
+                available: names.join(", "),
+            },
+            Unresolved::Failed(source) => driver_err(name, source),
+        })
+    }
+
+    /// Makes sure the driver of `network` is at hand (a plugin is found and activated after
+    /// a restart when first needed); a network that does not exist is left to the caller.
+    async fn ready_driver_of(&self, network: &str) -> Result<()> {
+        let driver = {
+            let snap = self.snapshot();
+            let Ok(id) = snap.find_network(network) else {
+                return Ok(());
+            };
+            match snap.net(&id) {
+                Ok(n) => n.net.spec.driver.clone(),
+                Err(_) => return Ok(()),
+            }
+        };
+        self.resolve_driver(&driver).await.map(|_| ())
     }
 
     /// The names of the network drivers available now.
@@ -365,15 +393,34 @@ fn step_err(driver: &str, step: impl Into<String>, source: crate::BoxError) -> E
                 source,
             }),
         },
+        Error::Plugin {
+            driver,
+            message,
+            unavailable,
+        } => Error::Plugin {
+            driver,
+            message: format!("{}: {message}", step.into()),
+            unavailable,
+        },
         other => other,
     }
 }
 
 fn driver_err(driver: &str, source: crate::BoxError) -> Error {
-    match source.downcast::<crate::driver::InvalidInput>() {
-        Ok(refusal) => Error::InvalidParameter {
-            field: refusal.field,
-            reason: refusal.reason,
+    let source = match source.downcast::<crate::driver::InvalidInput>() {
+        Ok(refusal) => {
+            return Error::InvalidParameter {
+                field: refusal.field,
+                reason: refusal.reason,
+            }
+        }
+        Err(source) => source,
+    };
+    match source.downcast::<crate::driver::PluginFailure>() {
+        Ok(f) => Error::Plugin {
+            driver: driver.to_owned(),
+            message: f.message,
+            unavailable: f.kind == crate::driver::PluginFailureKind::Unavailable,
         },
         Err(source) => Error::Driver {
             driver: driver.to_owned(),

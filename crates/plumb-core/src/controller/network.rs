@@ -49,8 +49,8 @@ impl Controller {
         if spec.ipam_driver.is_empty() {
             spec.ipam_driver = "default".into();
         }
-        let ipam = self.ipam(&spec.ipam_driver)?;
-        let driver = self.drivers.resolve(&spec.driver).await?;
+        let ipam = self.ipam(&spec.ipam_driver).await?;
+        let driver = self.resolve_driver(&spec.driver).await?;
         let caps = driver.capabilities();
         if caps.global && self.cluster().is_none() {
             return Err(Error::NoClusterStore {
@@ -140,7 +140,7 @@ impl Controller {
         let pools = match planned {
             Some((planned, avoid)) => {
                 let options = spec.ipam_options.clone().unwrap_or_default();
-                self.grant_pools(&ipam, &spec.name, &planned, &avoid, &options)
+                self.grant_pools(&ipam, &spec, &planned, &avoid, &options)
                     .await?
             }
             None => Vec::new(),
@@ -326,6 +326,7 @@ impl Controller {
 
     /// Deletes a network that has no endpoints.
     pub async fn delete_network(&self, name: &str) -> Result<()> {
+        self.ready_driver_of(name).await?;
         let mut st = self.lock().await;
         let id = st.find_network(name)?;
         let entry = st.net(&id)?;
@@ -381,7 +382,7 @@ impl Controller {
         }
         st.networks.remove(&id);
         st.net_names.remove(&network.spec.name);
-        match self.ipam(&network.spec.ipam_driver) {
+        match self.ipam(&network.spec.ipam_driver).await {
             Ok(ipam) => {
                 for p in &network.pools {
                     self.release_pool(&ipam, p).await;

@@ -100,7 +100,14 @@ impl Controller {
         // Kernel: networks first, then sandboxes, then their endpoints.
         let networks: Vec<Network> = st.networks.values().map(|n| n.net.clone()).collect();
         for n in &networks {
-            let driver = self.drivers.resolve(&n.spec.driver).await?;
+            // A plugin keeps its own state: its networks are not created again, and the
+            // plugin is looked for when one of them is next used.
+            let Some(driver) = self.drivers.get(&n.spec.driver) else {
+                continue;
+            };
+            if driver.capabilities().keeps_state {
+                continue;
+            }
             driver
                 .create_network(n)
                 .await
@@ -139,6 +146,23 @@ impl Controller {
             if let Some(sb) = &ep.sandbox {
                 self.restore_ports(&mut st, sb, &ep.ports);
             }
+            let kept = self
+                .drivers
+                .get(&self.network_driver_name(&st, &ep))
+                .is_none_or(|d| d.capabilities().keeps_state);
+            if kept {
+                // Still plumbed: the plugin made it and the namespace kept it. Only the
+                // bookkeeping (route, names, hosts, ports) is done again.
+                let info = crate::driver::JoinInfo {
+                    gateway_v4: ep.gateway_v4,
+                    gateway_v6: ep.gateway_v6,
+                    ifname: None,
+                };
+                if let Err(e) = self.finish_join(&mut st, ep.clone(), rev, info).await {
+                    tracing::error!(endpoint = %ep.name, error = %e, "could not restore endpoint");
+                }
+                continue;
+            }
             if let Err(e) = self.plumb_in(&mut st, ep.clone(), rev).await {
                 tracing::error!(endpoint = %ep.name, error = %e, "could not restore endpoint");
             }
@@ -173,13 +197,21 @@ impl Controller {
         Ok(())
     }
 
+    /// The driver name of the network of `ep`.
+    fn network_driver_name(&self, st: &super::state::State, ep: &Endpoint) -> String {
+        st.networks
+            .get(&ep.network)
+            .map(|n| n.net.spec.driver.clone())
+            .unwrap_or_default()
+    }
+
     pub(super) async fn ensure_predefined(&self) -> Result<()> {
         let have: Vec<String> = {
             let st = self.lock().await;
             st.net_names.keys().cloned().collect()
         };
         let mut specs = Vec::new();
-        if self.drivers.get("bridge").is_ok() {
+        if self.drivers.get("bridge").is_some() {
             let mut options = std::collections::BTreeMap::new();
             options.insert(
                 "com.docker.network.bridge.name".to_owned(),
@@ -198,7 +230,7 @@ impl Controller {
             });
         }
         for (name, driver) in [("host", "host"), ("none", "null")] {
-            if self.drivers.get(driver).is_ok() {
+            if self.drivers.get(driver).is_some() {
                 specs.push(NetworkSpec {
                     name: name.into(),
                     driver: driver.into(),

@@ -33,6 +33,13 @@ pub enum RepairAction {
         /// The sandbox.
         sandbox: Box<Sandbox>,
     },
+    /// Tell the driver an endpoint is gone.
+    DeleteEndpoint {
+        /// Its network.
+        network: Box<Network>,
+        /// The endpoint.
+        endpoint: Box<Endpoint>,
+    },
     /// Set a sandbox's default route and hosts file from its endpoints again.
     RefreshSandbox(SandboxId),
     /// Remove a sandbox's namespace and files.
@@ -167,6 +174,11 @@ impl Controller {
             } => self
                 .driver(&network.spec.driver)?
                 .leave(network, endpoint, sandbox)
+                .await
+                .map_err(|e| super::driver_err(&network.spec.driver, e)),
+            RepairAction::DeleteEndpoint { network, endpoint } => self
+                .driver(&network.spec.driver)?
+                .delete_endpoint(network, endpoint)
                 .await
                 .map_err(|e| super::driver_err(&network.spec.driver, e)),
             RepairAction::RefreshSandbox(id) => {

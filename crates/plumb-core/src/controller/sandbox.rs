@@ -118,6 +118,13 @@ impl Controller {
 
     /// Deletes a sandbox: its endpoints leave and are deleted, then its namespace goes.
     pub async fn delete_sandbox(&self, name: &str) -> Result<()> {
+        // The drivers of its networks at hand (plugins are found again after a restart);
+        // one that cannot be found does not keep the sandbox: its namespace goes anyway.
+        for net in self.networks_of_sandbox(name) {
+            if let Err(e) = self.ready_driver_of(net.as_str()).await {
+                tracing::warn!(sandbox = name, error = %e, "driver not at hand for removal");
+            }
+        }
         let (_, _sandbox) = self.lock_sandbox(name).await?;
         let mut st = self.lock().await;
         let id = st.find_sandbox(name)?;
@@ -161,6 +168,7 @@ impl Controller {
                     tracing::warn!(endpoint = %ep.name, error = %e, "leave failed; the namespace removal takes the interface");
                 }
             }
+            self.driver_delete_endpoint(&net, ep).await;
             if let Some(n) = st.networks.get_mut(&ep.network) {
                 self.release_addresses(n, ep).await;
                 n.remove_member(ep);
@@ -176,6 +184,22 @@ impl Controller {
         drop(st);
         self.emit(sandbox_event("destroy", &sb));
         Ok(())
+    }
+
+    /// The ids of the networks the sandbox called `name` has endpoints on (none if unknown).
+    fn networks_of_sandbox(&self, name: &str) -> Vec<crate::NetworkId> {
+        let st = self.snapshot();
+        let Ok(id) = st.find_sandbox(name) else {
+            return Vec::new();
+        };
+        st.sb(&id)
+            .map(|sb| {
+                sb.endpoints
+                    .iter()
+                    .filter_map(|e| st.endpoints.get(e).map(|(ep, _)| ep.network.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The sandboxes that follow the life of a process (`AutoRemove`): (id, name, owner).

@@ -241,6 +241,8 @@ impl NetworkDriver for BridgeDriver {
             singleton: false,
             host_mode: false,
             global: false,
+            keeps_state: false,
+            picks_mac: false,
         }
     }
 

@@ -290,6 +290,26 @@ impl Nl {
             .await
     }
 
+    /// Moves a link (down) into the namespace `into`, renamed to `name`, with `mac` set when
+    /// given: one RTM_SETLINK, so that the name never clashes in either namespace.
+    pub async fn move_link(
+        &self,
+        index: u32,
+        into: &std::fs::File,
+        name: &str,
+        mac: Option<[u8; 6]>,
+    ) -> Result<()> {
+        let mut b = LinkUnspec::new_with_index(index)
+            .down()
+            .name(name.to_owned())
+            .setns_by_fd(into.as_raw_fd());
+        if let Some(mac) = mac {
+            b = b.address(mac.to_vec());
+        }
+        self.set_link(b.build(), || format!("move link {index} into a sandbox as {name}"))
+            .await
+    }
+
     /// Deletes a link; succeeds if it is gone already.
     pub async fn del_link(&self, index: u32) -> Result<()> {
         ok_if_gone(

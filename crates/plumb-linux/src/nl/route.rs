@@ -27,6 +27,38 @@ impl Nl {
             .map_err(|e| nl_err(format!("set default route via {gw}"), e))
     }
 
+    /// Adds (or replaces) a route to `dest` through link `index`, via `next_hop` when given
+    /// (else directly connected).
+    pub async fn replace_route(
+        &self,
+        index: u32,
+        dest: IpNet,
+        next_hop: Option<IpAddr>,
+    ) -> Result<()> {
+        let mut m = family_message(dest.addr().is_ipv6());
+        m.header.destination_prefix_length = dest.prefix_len();
+        let addr = |a: IpAddr| match a {
+            IpAddr::V4(a) => RouteAddress::Inet(a),
+            IpAddr::V6(a) => RouteAddress::Inet6(a),
+        };
+        if dest.prefix_len() > 0 {
+            m.attributes
+                .push(RouteAttribute::Destination(addr(dest.network())));
+        }
+        m.attributes.push(RouteAttribute::Oif(index));
+        match next_hop {
+            Some(gw) => m.attributes.push(RouteAttribute::Gateway(addr(gw))),
+            None => m.header.scope = netlink_packet_route::route::RouteScope::Link,
+        }
+        self.handle
+            .route()
+            .add(m)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| nl_err(format!("add route to {dest}"), e))
+    }
+
     /// Removes the default route of the family; succeeds if there is none.
     pub async fn del_default(&self, v6: bool) -> Result<()> {
         ok_if_gone(
