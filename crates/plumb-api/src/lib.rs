@@ -342,8 +342,9 @@ pub async fn serve(
     plugins: Option<JsonFn>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = tower::util::MapRequestLayer::new(strip_version)
-        .layer(router(AppState::new(ctl, metrics, firewall).with_plugins(plugins)));
+    let app = tower::util::MapRequestLayer::new(strip_version).layer(router(
+        AppState::new(ctl, metrics, firewall).with_plugins(plugins),
+    ));
     axum::serve(
         listener,
         axum::ServiceExt::<Request>::into_make_service_with_connect_info::<peer::Peer>(app),

@@ -6,6 +6,7 @@ mod events;
 mod exec;
 mod network;
 mod node;
+mod plugin;
 mod sandbox;
 mod table;
 
@@ -49,6 +50,9 @@ enum Cmd {
     /// The hosts of the cluster (with --cluster-store).
     #[command(subcommand)]
     Node(node::NodeCmd),
+    /// Network and IPAM plugins (Docker's plugin protocol).
+    #[command(subcommand)]
+    Plugin(plugin::PluginCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -85,6 +89,7 @@ fn main() {
             Cmd::Run(a) => exec::run(&client, a).await,
             Cmd::Events(a) => events::run(&client, a).await.map(|_| 0),
             Cmd::Node(c) => node::run(&client, c).await.map(|_| 0),
+            Cmd::Plugin(c) => plugin::run(&client, c).await.map(|_| 0),
             Cmd::Firewall(FirewallCmd::Show) => {
                 let v = client
                     .ok(hyper::Method::GET, "/plumb/v1/firewall", None)

@@ -119,7 +119,11 @@ pub trait NetworkDriver: Send + Sync {
     }
 
     /// Tells the driver an endpoint is gone. Must succeed if it is gone already.
-    async fn delete_endpoint(&self, _network: &Network, _endpoint: &Endpoint) -> Result<(), BoxError> {
+    async fn delete_endpoint(
+        &self,
+        _network: &Network,
+        _endpoint: &Endpoint,
+    ) -> Result<(), BoxError> {
         Ok(())
     }
 

@@ -271,7 +271,10 @@ impl Error {
             | EndpointNotJoined { .. } => ErrorKind::InvalidParameter,
             PoolExhausted { .. } | NoAvailablePool { .. } => ErrorKind::Forbidden,
             Driver { .. } | Os { .. } | Store(_) => ErrorKind::Internal,
-            ClusterUnavailable(_) | Plugin { unavailable: true, .. } => ErrorKind::Unavailable,
+            ClusterUnavailable(_)
+            | Plugin {
+                unavailable: true, ..
+            } => ErrorKind::Unavailable,
             Plugin { .. } => ErrorKind::Forbidden,
             NoClusterStore { .. } => ErrorKind::InvalidParameter,
         }

@@ -637,7 +637,7 @@ struct Plugins {
 }
 
 #[async_trait]
-impl plumb_core::registry::DriverResolver for Plugins {
+impl plumb_core::registry::Resolver<dyn NetworkDriver> for Plugins {
     async fn resolve(&self, name: &str) -> Result<Option<Arc<dyn NetworkDriver>>, BoxError> {
         self.asked.fetch_add(1, Ordering::SeqCst);
         let ready = self.installed.load(Ordering::SeqCst) && name == "late";

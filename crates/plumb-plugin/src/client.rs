@@ -138,7 +138,8 @@ impl PluginClient {
         loop {
             let addr = self.addr();
             let left = deadline.saturating_duration_since(Instant::now());
-            let sent = tokio::time::timeout(left, post(&addr, method, body.clone().unwrap_or_default()));
+            let sent =
+                tokio::time::timeout(left, post(&addr, method, body.clone().unwrap_or_default()));
             match sent.await {
                 Err(_) => return Err(self.err(method, CallErrorKind::Timeout(self.timeout))),
                 Ok(Ok(answer)) => {
@@ -287,7 +288,14 @@ mod tests {
 
     #[test]
     fn answers_real_plugins_give_are_read_like_dockerd_reads_them() {
-        for ok in ["", "{}", "null", "{\"Err\":\"\"}", "{}\n", "{\"Error\": null}"] {
+        for ok in [
+            "",
+            "{}",
+            "null",
+            "{\"Err\":\"\"}",
+            "{}\n",
+            "{\"Error\": null}",
+        ] {
             assert!(read(200, ok).is_ok(), "{ok:?}");
         }
         let a = read(200, r#"{"address": "10.0.0.5/24", "Extra": [1]}"#).unwrap();
@@ -306,9 +314,15 @@ mod tests {
         );
         assert_eq!(read(404, "").unwrap_err(), CallErrorKind::NotImplemented);
         let bad = read(200, "{not json").unwrap_err();
-        assert!(matches!(bad, CallErrorKind::BadAnswer(ref w) if w.contains("not JSON")), "{bad:?}");
+        assert!(
+            matches!(bad, CallErrorKind::BadAnswer(ref w) if w.contains("not JSON")),
+            "{bad:?}"
+        );
         let bad = read(200, r#"{"Address": 5}"#).unwrap_err();
-        assert!(matches!(bad, CallErrorKind::BadAnswer(ref w) if w.contains("Address")), "{bad:?}");
+        assert!(
+            matches!(bad, CallErrorKind::BadAnswer(ref w) if w.contains("Address")),
+            "{bad:?}"
+        );
         let bad = read(200, r#"{"Err": 3}"#).unwrap_err();
         assert!(matches!(bad, CallErrorKind::BadAnswer(_)), "{bad:?}");
         let bad = read(200, "[1]").unwrap_err();

@@ -235,6 +235,10 @@ mod tests {
         std::fs::write(b.path().join("bad.spec"), "ftp://x").unwrap();
         let e = d.find("bad").unwrap_err().to_string();
         assert!(e.contains("unknown protocol"), "{e}");
-        assert_eq!(d.find("../etc/passwd").unwrap(), None, "no paths from names");
+        assert_eq!(
+            d.find("../etc/passwd").unwrap(),
+            None,
+            "no paths from names"
+        );
     }
 }

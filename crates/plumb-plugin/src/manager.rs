@@ -94,7 +94,10 @@ impl Plugins {
             if start.elapsed() + pause > self.settings.wait {
                 return Ok(None);
             }
-            tracing::info!(plugin = name, "plugin not found yet; looking again in {pause:?}");
+            tracing::info!(
+                plugin = name,
+                "plugin not found yet; looking again in {pause:?}"
+            );
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(2));
         };

@@ -113,7 +113,10 @@ impl RemoteDriver {
         }
         let gateway_v4 = match r.gateway.as_str() {
             "" => None,
-            g => Some(g.parse().map_err(|_| format!("Gateway {g:?} is not an IPv4 address"))?),
+            g => Some(
+                g.parse()
+                    .map_err(|_| format!("Gateway {g:?} is not an IPv4 address"))?,
+            ),
         };
         let gateway_v6 = match r.gateway_ipv6.as_str() {
             "" => None,
@@ -125,12 +128,18 @@ impl RemoteDriver {
         let mut routes = Vec::new();
         for (i, sr) in r.static_routes.unwrap_or_default().into_iter().enumerate() {
             let dest: IpNet = sr.destination.parse().map_err(|_| {
-                format!("StaticRoutes[{i}].Destination {:?} is not a CIDR", sr.destination)
+                format!(
+                    "StaticRoutes[{i}].Destination {:?} is not a CIDR",
+                    sr.destination
+                )
             })?;
             let hop = match sr.route_type {
                 1 => None,
                 0 => Some(sr.next_hop.parse::<IpAddr>().map_err(|_| {
-                    format!("StaticRoutes[{i}].NextHop {:?} is not an address", sr.next_hop)
+                    format!(
+                        "StaticRoutes[{i}].NextHop {:?} is not an address",
+                        sr.next_hop
+                    )
                 })?),
                 t => return Err(format!("StaticRoutes[{i}].RouteType {t} (expected 0 or 1)")),
             };
@@ -230,10 +239,7 @@ fn network_options(net: &Network) -> Options {
         "com.docker.network.enable_ipv6".into(),
         json!(net.spec.enable_ipv6),
     );
-    o.insert(
-        "com.docker.network.generic".into(),
-        json!(net.spec.options),
-    );
+    o.insert("com.docker.network.generic".into(), json!(net.spec.options));
     if net.spec.internal {
         o.insert("com.docker.network.internal".into(), json!(true));
     }
@@ -374,7 +380,10 @@ impl NetworkDriver for RemoteDriver {
             }
             if !got.mac_address.is_empty() {
                 let mac: MacAddr = got.mac_address.parse().map_err(|_| {
-                    format!("Interface.MacAddress {:?} is not a MAC address", got.mac_address)
+                    format!(
+                        "Interface.MacAddress {:?} is not a MAC address",
+                        got.mac_address
+                    )
                 })?;
                 if mac.0[0] & 1 == 1 || mac.0 == [0; 6] {
                     return Err(format!(
@@ -429,8 +438,8 @@ impl NetworkDriver for RemoteDriver {
         let v = self
             .call("EndpointOperInfo", &Self::endpoint_req(net, ep))
             .await?;
-        let r: EndpointInfoResponse = serde_json::from_value(v)
-            .map_err(|e| self.bad("EndpointOperInfo", e.to_string()))?;
+        let r: EndpointInfoResponse =
+            serde_json::from_value(v).map_err(|e| self.bad("EndpointOperInfo", e.to_string()))?;
         Ok(r.value.unwrap_or_default().into_iter().collect())
     }
 
@@ -480,12 +489,13 @@ impl NetworkDriver for RemoteDriver {
     }
 
     async fn leave(&self, net: &Network, ep: &Endpoint, sb: &Sandbox) -> Result<(), BoxError> {
+        // The plugin first (a plugin that cannot be reached leaves everything as it was),
+        // then its interface goes back to it.
+        self.call("Leave", &Self::endpoint_req(net, ep)).await?;
         if let Some(name) = &ep.ifname {
             self.unplumb(sb, name).await?;
         }
-        self.call("Leave", &Self::endpoint_req(net, ep))
-            .await
-            .map(|_| ())
+        Ok(())
     }
 
     async fn program_external(
@@ -514,7 +524,11 @@ impl NetworkDriver for RemoteDriver {
         )
     }
 
-    async fn sweep(&self, _networks: &[&Network], _endpoints: &[&Endpoint]) -> Result<(), BoxError> {
+    async fn sweep(
+        &self,
+        _networks: &[&Network],
+        _endpoints: &[&Endpoint],
+    ) -> Result<(), BoxError> {
         // The plugin's kernel objects are the plugin's.
         Ok(())
     }

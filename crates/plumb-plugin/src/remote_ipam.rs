@@ -58,7 +58,10 @@ impl Ipam for RemoteIpam {
             .call::<(), _>("IpamDriver.GetDefaultAddressSpaces", None)
             .await
             .map_err(CallError::boxed)?;
-        Ok((r.local_default_address_space, r.global_default_address_space))
+        Ok((
+            r.local_default_address_space,
+            r.global_default_address_space,
+        ))
     }
 
     async fn request_pool(&self, req: &PoolRequest) -> Result<PoolGrant, BoxError> {
@@ -69,7 +72,10 @@ impl Ipam for RemoteIpam {
             options: opt_map(&req.options),
             v6: req.v6,
         };
-        let r: RequestPoolResponse = self.client.call("IpamDriver.RequestPool", Some(&q)).await
+        let r: RequestPoolResponse = self
+            .client
+            .call("IpamDriver.RequestPool", Some(&q))
+            .await
             .map_err(CallError::boxed)?;
         let pool: IpNet = r
             .pool
@@ -89,7 +95,10 @@ impl Ipam for RemoteIpam {
         let q = ReleasePoolRequest {
             pool_id: pool_id.to_owned(),
         };
-        let _: serde_json::Value = self.client.call("IpamDriver.ReleasePool", Some(&q)).await
+        let _: serde_json::Value = self
+            .client
+            .call("IpamDriver.ReleasePool", Some(&q))
+            .await
             .map_err(CallError::boxed)?;
         Ok(())
     }
@@ -116,7 +125,10 @@ impl Ipam for RemoteIpam {
         r.address.parse::<IpNet>().map_err(|_| {
             self.bad(
                 "RequestAddress",
-                format!("Address {:?} is not an address with a prefix length", r.address),
+                format!(
+                    "Address {:?} is not an address with a prefix length",
+                    r.address
+                ),
             )
         })
     }

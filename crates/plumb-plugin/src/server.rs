@@ -115,9 +115,18 @@ fn answer<T: Serialize>(a: Answer<T>) -> hyper::Response<Full<Bytes>> {
         Ok(v) => {
             let v = serde_json::to_value(&v).unwrap_or_default();
             // `()` serialises as null: answer `{}` as dockerd's own plugins do.
-            reply(200, &if v.is_null() { serde_json::json!({}) } else { v })
+            reply(
+                200,
+                &if v.is_null() {
+                    serde_json::json!({})
+                } else {
+                    v
+                },
+            )
         }
-        Err(PluginError::NotImplemented) => reply(404, &serde_json::json!({"Err": "not implemented"})),
+        Err(PluginError::NotImplemented) => {
+            reply(404, &serde_json::json!({"Err": "not implemented"}))
+        }
         Err(PluginError::Failed(m)) => reply(500, &serde_json::json!({"Err": m})),
     }
 }
@@ -205,18 +214,20 @@ impl PluginServer {
             let (stream, _) = listener.accept().await?;
             let me = me.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let me = me.clone();
-                    async move {
-                        let path = req.uri().path().to_owned();
-                        let body = Limited::new(req.into_body(), 1 << 20)
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        Ok::<_, std::convert::Infallible>(me.handle(&path, &body).await)
-                    }
-                });
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let me = me.clone();
+                        async move {
+                            let path = req.uri().path().to_owned();
+                            let body = Limited::new(req.into_body(), 1 << 20)
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            Ok::<_, std::convert::Infallible>(me.handle(&path, &body).await)
+                        }
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;

@@ -81,7 +81,9 @@ where
             .collect()
             .await
             .map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
                     TransportError::TooLarge
                 } else {
                     TransportError::Http(e.to_string())

@@ -133,6 +133,7 @@ impl TestHost {
             .arg(&self.socket)
             .arg("--resolv-conf")
             .arg(self.dir.join("resolv.conf"))
+            .args(self.plugin_args())
             .args(&self.daemon_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -155,6 +156,29 @@ impl TestHost {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The host's own plugin directory (never the machine's /run/docker/plugins), and short
+    /// plugin deadlines, unless the test gives its own.
+    fn plugin_args(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        let given = |f: &str| self.daemon_args.iter().any(|a| a == f);
+        if !given("--plugin-dir") {
+            v.push("--plugin-dir".into());
+            v.push(self.plugin_dir().display().to_string());
+        }
+        for (flag, value) in [("--plugin-wait", "2s"), ("--plugin-timeout", "3s")] {
+            if !given(flag) {
+                v.push(flag.into());
+                v.push(value.into());
+            }
+        }
+        v
+    }
+
+    /// Where this host's plugins put their sockets.
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.dir.join("plugins")
     }
 
     /// Kills plumbd with SIGKILL (a crash) and reaps it.

@@ -15,12 +15,14 @@
 pub mod cluster;
 pub mod crash;
 mod host;
+pub mod plugins;
 mod rng;
 mod stubdns;
 mod sweep;
 
 pub use cluster::{in_netns, Etcd, Pki, Underlay};
 pub use host::{CmdOutput, TestHost};
+pub use plugins::PluginProc;
 pub use rng::Rng;
 pub use stubdns::StubDns;
 pub use sweep::sweep;

@@ -383,9 +383,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }),
         names: Some(names),
         port_holder: Some(Arc::new(plumb_linux::host_ports::HostPorts::new())),
-        resolvers: vec![Arc::new(plumb_plugin::manager::DriverPlugins(plugins.clone()))],
+        resolvers: vec![Arc::new(plumb_plugin::manager::DriverPlugins(
+            plugins.clone(),
+        ))],
         ipams: Vec::new(),
-        ipam_resolvers: vec![Arc::new(plumb_plugin::manager::IpamPlugins(plugins.clone()))],
+        ipam_resolvers: vec![Arc::new(plumb_plugin::manager::IpamPlugins(
+            plugins.clone(),
+        ))],
         cluster: cluster.as_ref().map(|c| c.cluster.clone()),
     };
     let ctl = Arc::new(Controller::new(config, store, os, drivers).await?);

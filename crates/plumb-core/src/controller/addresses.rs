@@ -134,7 +134,14 @@ impl Controller {
             local
         };
         if let Err(e) = self
-            .grant_each(ipam, (&spec.name, &space), planned, avoid, options, &mut granted)
+            .grant_each(
+                ipam,
+                (&spec.name, &space),
+                planned,
+                avoid,
+                options,
+                &mut granted,
+            )
             .await
         {
             for p in &granted {
@@ -356,9 +363,7 @@ impl Controller {
                 None => Ok(entry.pool_of_family(v6).cloned()),
             };
             let got = match pool {
-                Ok(Some(pool)) => match ipam
-                    .request_address(&pool.pool_id, wanted, &options)
-                    .await
+                Ok(Some(pool)) => match ipam.request_address(&pool.pool_id, wanted, &options).await
                 {
                     Ok(a) => match granted_address_fault(entry, &pool, wanted, a) {
                         None => Ok(Some(a)),

@@ -112,8 +112,10 @@ impl Controller {
         } else {
             (old.1.to_vec(), new.1.to_vec())
         };
+        // A driver hears of its endpoint becoming or ceasing to be the gateway even without
+        // ports (Docker calls ProgramExternalConnectivity then; plugins rely on it).
         if let Some((ep, net)) = &old_ep {
-            if !revoke.is_empty() {
+            if !revoke.is_empty() || !same {
                 if let Ok(d) = self.driver(&net.spec.driver) {
                     if let Err(e) = d.revoke_external(net, ep, &revoke).await {
                         let action = super::repair::RepairAction::Revoke {
@@ -130,7 +132,7 @@ impl Controller {
         let Some((ep, net)) = &new_ep else {
             return Ok(());
         };
-        if program.is_empty() {
+        if program.is_empty() && same {
             return Ok(());
         }
         let driver = self.driver(&net.spec.driver)?;

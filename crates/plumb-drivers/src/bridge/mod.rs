@@ -414,6 +414,9 @@ impl NetworkDriver for BridgeDriver {
         ep: &Endpoint,
         ports: &[PortMapping],
     ) -> Result<(), BoxError> {
+        if ports.is_empty() {
+            return Ok(());
+        }
         let (to, elems) = port_elements(ep, ports);
         tokio::task::spawn_blocking(move || nft::add_ports(to, &elems)).await??;
         Ok(())
@@ -425,6 +428,9 @@ impl NetworkDriver for BridgeDriver {
         ep: &Endpoint,
         ports: &[PortMapping],
     ) -> Result<(), BoxError> {
+        if ports.is_empty() {
+            return Ok(());
+        }
         let (to, elems) = port_elements(ep, ports);
         tokio::task::spawn_blocking(move || nft::remove_ports(to, &elems)).await??;
         Ok(())

@@ -306,8 +306,10 @@ impl Nl {
         if let Some(mac) = mac {
             b = b.address(mac.to_vec());
         }
-        self.set_link(b.build(), || format!("move link {index} into a sandbox as {name}"))
-            .await
+        self.set_link(b.build(), || {
+            format!("move link {index} into a sandbox as {name}")
+        })
+        .await
     }
 
     /// Deletes a link; succeeds if it is gone already.
