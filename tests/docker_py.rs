@@ -42,11 +42,13 @@ fn venv() -> PathBuf {
 fn docker_py_networks() {
     let Some(h) = host() else { return };
     h.plumb_ok(&["sandbox", "create", "pyc"]);
+    let _plugin = plumb_testkit::PluginProc::start(&h, "tests/plugins/misbehave.py", "both");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/docker_py_check.py");
     let out = Command::new(venv())
         .arg(script)
         .env("DOCKER_HOST", format!("unix://{}", h.socket.display()))
         .env("SANDBOX", "pyc")
+        .env("PLUGIN", "both")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

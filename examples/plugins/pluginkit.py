@@ -10,6 +10,7 @@ import os
 import socketserver
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler
 
 
@@ -37,6 +38,7 @@ def serve(plugin, implements, description):
         def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            started = time.monotonic()
             call = self.path.lstrip("/")
             req = json.loads(raw) if raw.strip() else None
             status, answer = 200, {}
@@ -66,8 +68,9 @@ def serve(plugin, implements, description):
                         status, answer = 500, {"Err": "%s: %s" % (type(e).__name__, e)}
             if args.log:
                 with open(args.log, "a") as f:
-                    f.write(json.dumps({"call": call, "request": req, "status": status,
-                                        "answer": answer}) + "\n")
+                    elapsed = (time.monotonic() - started) * 1e3
+                f.write(json.dumps({"call": call, "request": req, "status": status,
+                                    "answer": answer, "ms": round(elapsed, 3)}) + "\n")
             body = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/vnd.docker.plugins.v1+json")

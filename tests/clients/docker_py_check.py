@@ -81,4 +81,17 @@ pruned = client.networks.prune(filters={"label": "x=y"})
 check(pruned["NetworksDeleted"] == ["py1"], f"prune by label {pruned}")
 pruned = client.networks.prune()
 check(pruned["NetworksDeleted"] == ["py2"], f"prune {pruned}")
+
+# A remote network driver and remote IPAM (a plugin named by PLUGIN, serving both).
+plugin = os.environ.get("PLUGIN")
+if plugin:
+    rnet = client.networks.create("pyremote", driver=plugin, ipam=IPAMConfig(driver=plugin))
+    check(rnet.attrs["Driver"] == plugin, f"remote driver {rnet.attrs['Driver']}")
+    check(rnet.attrs["IPAM"]["Driver"] == plugin, f"remote IPAM {rnet.attrs['IPAM']}")
+    rnet.connect(sandbox)
+    rnet.reload()
+    eps = list(rnet.attrs["Containers"].values())
+    check(len(eps) == 1 and eps[0]["IPv4Address"].startswith("10.123."), f"endpoint {eps}")
+    rnet.disconnect(sandbox)
+    rnet.remove()
 print("docker-py: all checks passed")

@@ -136,37 +136,30 @@ impl PluginClient {
         let mut pause = Duration::from_millis(50);
         let mut moved = false;
         loop {
+            if moved && method != "Plugin.Activate" {
+                // It was not listening: activated again (when it is back) before it is used.
+                Box::pin(self.call_until::<ActivateResponse>("Plugin.Activate", None, deadline))
+                    .await?;
+                moved = false;
+            }
             let addr = self.addr();
             let left = deadline.saturating_duration_since(Instant::now());
             let sent =
                 tokio::time::timeout(left, post(&addr, method, body.clone().unwrap_or_default()));
             match sent.await {
                 Err(_) => return Err(self.err(method, CallErrorKind::Timeout(self.timeout))),
-                Ok(Ok(answer)) => {
-                    if moved && method != "Plugin.Activate" {
-                        // A restarted plugin is activated again before it is used.
-                        Box::pin(self.call_until::<ActivateResponse>(
-                            "Plugin.Activate",
-                            None,
-                            deadline,
-                        ))
-                        .await?;
-                        moved = false;
-                        continue;
-                    }
-                    return self.read_answer(method, answer.status, &answer.body);
-                }
+                Ok(Ok(answer)) => return self.read_answer(method, answer.status, &answer.body),
                 Ok(Err(TransportError::Connect(to, e))) => {
                     // Not listening (yet, or any more): look for it again until the deadline.
                     if let Ok(Some(a)) = self.discovery.find(&self.name) {
                         *self.addr.lock().unwrap_or_else(|p| p.into_inner()) = a;
                     }
-                    moved = true;
                     if Instant::now() + pause >= deadline {
                         let why = format!("cannot connect to {to}: {e}");
                         return Err(self.err(method, CallErrorKind::Unreachable(why)));
                     }
                     tokio::time::sleep(pause).await;
+                    moved = true;
                     pause = (pause * 2).min(Duration::from_secs(1));
                 }
                 Ok(Err(e)) => {
