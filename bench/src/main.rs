@@ -3,7 +3,7 @@
 //! CLI. Runs plumbd in a throwaway namespace (plumb-testkit);
 //! prints one JSON object per figure, then a Markdown table.
 //!
-//! Usage: `plumb-bench [ENDPOINTS] [endpoints|api|dns|ports|floor|netrm|overlay|fanout|soak]...` (default 1000,
+//! Usage: `plumb-bench [ENDPOINTS] [endpoints|api|dns|ports|floor|netrm|overlay|fanout|plugins|soak]...` (default 1000,
 //! all sections but soak; `plumb-bench --help` lists them), as
 //! root, after building the release
 //! binaries (`cargo build --release -p plumbd -p plumb-cli -p plumb-bench`).
@@ -15,6 +15,7 @@ mod dns;
 mod floor;
 mod lifecycle;
 mod overlay;
+mod plugins;
 mod ports;
 
 use plumb_testkit::TestHost;
@@ -324,6 +325,10 @@ const SECTIONS: &[(&str, &str)] = &[
         "30 hosts and etcd: a connect until the 29 others have programmed it, etcd cost per connect",
     ),
     (
+        "plugins",
+        "one plugin call over a unix socket; connect through remote driver and IPAM vs bridge (ENDPOINTS/5)",
+    ),
+    (
         "crash",
         "ENDPOINTS*2 random operations, kill -9 about every 14th (not run by default)",
     ),
@@ -429,6 +434,9 @@ fn main() {
     }
     if run("fanout") {
         overlay::fanout_figures(&mut figures, 30);
+    }
+    if run("plugins") {
+        plugins::plugin_figures(&mut figures, (n / 5).max(20));
     }
     if run("crash") {
         crash_figures(&mut figures, n * 2);

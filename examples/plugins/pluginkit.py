@@ -67,10 +67,10 @@ def serve(plugin, implements, description):
                     except Exception as e:  # a bug or a failed command: say so
                         status, answer = 500, {"Err": "%s: %s" % (type(e).__name__, e)}
             if args.log:
+                elapsed = (time.monotonic() - started) * 1e3
                 with open(args.log, "a") as f:
-                    elapsed = (time.monotonic() - started) * 1e3
-                f.write(json.dumps({"call": call, "request": req, "status": status,
-                                    "answer": answer, "ms": round(elapsed, 3)}) + "\n")
+                    f.write(json.dumps({"call": call, "request": req, "status": status,
+                                        "answer": answer, "ms": round(elapsed, 3)}) + "\n")
             body = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/vnd.docker.plugins.v1+json")

@@ -35,21 +35,38 @@ impl IpamPlugin for SeqIpam {
             return Err(PluginError::Failed("no IPv6 pools here".into()));
         }
         let mut pools = self.pools.lock().unwrap();
-        let taken = |n: &IpNet| pools.values().any(|p| p.net.contains(&n.network()) || n.contains(&p.net.network()));
+        let taken = |n: &IpNet| {
+            pools
+                .values()
+                .any(|p| p.net.contains(&n.network()) || n.contains(&p.net.network()))
+        };
         let net: IpNet = if req.pool.is_empty() {
             let base: Ipv4Net = "10.124.0.0/16".parse().unwrap();
             let free = base.subnets(24).unwrap().map(IpNet::V4).find(|n| !taken(n));
             free.ok_or_else(|| PluginError::Failed("no free pool".into()))?
         } else {
-            let n: IpNet = req.pool.parse().map_err(|_| PluginError::Failed(format!("bad pool {}", req.pool)))?;
+            let n: IpNet = req
+                .pool
+                .parse()
+                .map_err(|_| PluginError::Failed(format!("bad pool {}", req.pool)))?;
             if taken(&n) {
                 return Err(PluginError::Failed(format!("{n} overlaps a granted pool")));
             }
             n.trunc()
         };
         let id = format!("{}/{net}", req.address_space);
-        pools.insert(id.clone(), Pool { net, used: BTreeSet::new() });
-        Ok(RequestPoolResponse { pool_id: id, pool: net.to_string(), data: None })
+        pools.insert(
+            id.clone(),
+            Pool {
+                net,
+                used: BTreeSet::new(),
+            },
+        );
+        Ok(RequestPoolResponse {
+            pool_id: id,
+            pool: net.to_string(),
+            data: None,
+        })
     }
 
     async fn release_pool(&self, req: ReleasePoolRequest) -> Answer<()> {
@@ -68,7 +85,10 @@ impl IpamPlugin for SeqIpam {
                 .find(|h| !pool.used.contains(h))
                 .ok_or_else(|| PluginError::Failed("pool exhausted".into()))?
         } else {
-            let ip: IpAddr = req.address.parse().map_err(|_| PluginError::Failed("bad address".into()))?;
+            let ip: IpAddr = req
+                .address
+                .parse()
+                .map_err(|_| PluginError::Failed("bad address".into()))?;
             if !pool.net.contains(&ip) || pool.used.contains(&ip) {
                 return Err(PluginError::Failed(format!("{ip} is not free")));
             }
@@ -82,7 +102,10 @@ impl IpamPlugin for SeqIpam {
     }
 
     async fn release_address(&self, req: ReleaseAddressRequest) -> Answer<()> {
-        if let (Some(p), Ok(ip)) = (self.pools.lock().unwrap().get_mut(&req.pool_id), req.address.parse()) {
+        if let (Some(p), Ok(ip)) = (
+            self.pools.lock().unwrap().get_mut(&req.pool_id),
+            req.address.parse(),
+        ) {
             p.used.remove(&ip);
         }
         Ok(())
@@ -95,5 +118,8 @@ async fn main() -> std::io::Result<()> {
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path)?;
     eprintln!("seq_ipam listening on {path}");
-    PluginServer::new().ipam(Arc::new(SeqIpam::default())).serve(listener).await
+    PluginServer::new()
+        .ipam(Arc::new(SeqIpam::default()))
+        .serve(listener)
+        .await
 }

@@ -140,7 +140,6 @@ impl PluginClient {
                 // It was not listening: activated again (when it is back) before it is used.
                 Box::pin(self.call_until::<ActivateResponse>("Plugin.Activate", None, deadline))
                     .await?;
-                moved = false;
             }
             let addr = self.addr();
             let left = deadline.saturating_duration_since(Instant::now());
