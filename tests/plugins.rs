@@ -154,6 +154,12 @@ fn remote_driver_and_remote_ipam_in_dockers_order() {
     assert!(can_ping(&h, "a", "b"), "a -> b by name");
     let sb = sandbox(&h, "a");
     let ep = &sb["Endpoints"][0];
+    assert!(
+        ep["DriverInfo"]["bridge"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("pyb")),
+        "EndpointOperInfo in inspect: {sb}"
+    );
     let mac = ep["MacAddress"].as_str().unwrap_or_default();
     assert!(
         mac.starts_with("02:50:"),
@@ -318,8 +324,13 @@ fn separate_plugins_from_the_docker_cli_with_the_builtin_bridge_and_remote_ipam(
 
 #[test]
 fn a_late_plugin_is_found_and_kill_9_of_plumbd_recreates_nothing() {
-    let Some(mut h) = host() else { return };
-    // Named before it exists: plumbd waits (--plugin-wait 2s in tests) and finds it.
+    if !plumb_testkit::prerequisites() {
+        return;
+    }
+    let mut h = TestHost::new();
+    h.set_daemon_args(&["--plugin-wait", "5s"]);
+    h.start();
+    // Named before it exists: plumbd waits (--plugin-wait) and finds it.
     let dir = h.plugin_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let late = std::thread::scope(|s| {

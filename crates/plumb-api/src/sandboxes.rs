@@ -25,7 +25,16 @@ pub async fn inspect(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(render::sandbox(&s.ctl.sandbox(&id).await?)))
+    let view = s.ctl.sandbox(&id).await?;
+    let mut v = render::sandbox(&view);
+    // What each endpoint's driver tells of it (plugins' EndpointOperInfo), when anything.
+    for (i, (ep, net)) in view.endpoints.iter().enumerate() {
+        let info = s.ctl.endpoint_driver_info(net, ep).await;
+        if !info.is_empty() {
+            v["Endpoints"][i]["DriverInfo"] = json!(info);
+        }
+    }
+    Ok(Json(v))
 }
 
 /// `POST /plumb/v1/sandboxes`.

@@ -845,7 +845,12 @@ async fn a_network_takes_its_addresses_from_the_ipam_driver_it_names() {
         .connect("ext", "a", EndpointSpec::default())
         .await
         .unwrap();
-    assert_eq!(ep.ipv4.unwrap().to_string(), "10.77.0.100/24");
+    // As dockerd does with an IPAM driver: the driver picked the gateway (.100), then this.
+    assert_eq!(ep.ipv4.unwrap().to_string(), "10.77.0.101/24");
+    assert_eq!(
+        n.pools[0].gateway.map(|g| g.to_string()).as_deref(),
+        Some("10.77.0.100")
+    );
     // A restart does not ask the driver to recreate what exists.
     let before = ipam.calls.lock().unwrap().len();
     drop(ctl);
@@ -868,10 +873,10 @@ async fn a_network_takes_its_addresses_from_the_ipam_driver_it_names() {
         *ipam.calls.lock().unwrap(),
         vec![
             "RequestPool 10.77.0.0/24 opts=Some(\"v\")",
-            "RequestAddress logging-10.77.0.0/24 10.77.0.1 com.docker.network.gateway",
-            "RequestAddress logging-10.77.0.0/24 10.77.0.100 ",
+            "RequestAddress logging-10.77.0.0/24 10.77.0.100 com.docker.network.gateway",
+            "RequestAddress logging-10.77.0.0/24 10.77.0.101 ",
+            "ReleaseAddress logging-10.77.0.0/24 10.77.0.101",
             "ReleaseAddress logging-10.77.0.0/24 10.77.0.100",
-            "ReleaseAddress logging-10.77.0.0/24 10.77.0.1",
             "ReleasePool logging-10.77.0.0/24",
         ]
     );

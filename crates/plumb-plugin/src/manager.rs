@@ -85,6 +85,10 @@ impl Plugins {
         if let Some(a) = self.cached(name) {
             return Ok(Some(a));
         }
+        if !crate::discovery::valid_name(name) {
+            // No file can carry this name (a v2 plugin reference, a path): not worth waiting.
+            return Ok(None);
+        }
         let start = Instant::now();
         let mut pause = Duration::from_millis(100);
         let addr = loop {

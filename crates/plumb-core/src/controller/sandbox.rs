@@ -202,6 +202,26 @@ impl Controller {
             .unwrap_or_default()
     }
 
+    /// What the driver of `ep`'s network tells of it (a plugin's `EndpointOperInfo`); empty
+    /// when the driver has nothing to say, is not at hand, or fails (logged). Never waits for
+    /// a plugin to be found.
+    pub async fn endpoint_driver_info(
+        &self,
+        net: &crate::model::Network,
+        ep: &Endpoint,
+    ) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let Some(driver) = self.drivers.get(&net.spec.driver) else {
+            return Default::default();
+        };
+        match driver.endpoint_info(net, ep).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(endpoint = %ep.name, error = %e, "no driver information");
+                Default::default()
+            }
+        }
+    }
+
     /// The sandboxes that follow the life of a process (`AutoRemove`): (id, name, owner).
     pub fn owned_sandboxes(&self) -> Vec<(SandboxId, String, crate::model::Owner)> {
         self.snapshot()
