@@ -431,6 +431,23 @@ fn misbehaving_plugins_give_clear_errors_and_leave_nothing_behind() {
         "pn",
     ]);
     h.plumb_ok(&["sandbox", "create", "s"]);
+    // Names that could be paths find nothing: 404 for a driver, 400 naming IPAM for IPAM.
+    for name in [
+        "../../etc/passwd",
+        "/run/docker/plugins/both",
+        "both/../both",
+    ] {
+        let body = serde_json::json!({"Name": "x", "Driver": name});
+        let (status, v) = h.api("POST", "/networks/create", Some(&body));
+        assert_eq!(status, 404, "{name}: {v}");
+        let body = serde_json::json!({"Name": "x", "IPAM": {"Driver": name}});
+        let (status, v) = h.api("POST", "/networks/create", Some(&body));
+        assert_eq!(status, 400, "{name}: {v}");
+        assert!(
+            v["message"].as_str().unwrap_or_default().contains("IPAM"),
+            "{v}"
+        );
+    }
     let links_before = plugin_links(&h);
     for (call, mode, expect) in [
         ("NetworkDriver.Join", "badjson", "not JSON"),
