@@ -414,6 +414,19 @@ fn misbehave(h: &TestHost, call: &str, mode: &str) {
     std::fs::write(path, v.to_string()).unwrap();
 }
 
+/// Asserts a request failed because of the plugin (403 refused, 503 unusable), its message
+/// naming every one of `parts`.
+fn refused((status, v): (u16, Value), what: &str, parts: &[&str]) {
+    let msg = v["message"].as_str().unwrap_or_default();
+    assert!(
+        status == 403 || status == 503,
+        "{what}: status {status} {msg}"
+    );
+    for p in parts {
+        assert!(msg.contains(p), "{what}: {p:?} not in {msg}");
+    }
+}
+
 #[test]
 fn misbehaving_plugins_give_clear_errors_and_leave_nothing_behind() {
     let Some(h) = host() else { return };
@@ -465,19 +478,15 @@ fn misbehaving_plugins_give_clear_errors_and_leave_nothing_behind() {
         ("NetworkDriver.Join", "hang", "no answer within"),
     ] {
         misbehave(&h, call, mode);
-        let (status, v) = h.api(
+        let answer = h.api(
             "POST",
             "/networks/pn/connect",
             Some(&serde_json::json!({"Container": "s"})),
         );
-        let msg = v["message"].as_str().unwrap_or_default().to_owned();
-        assert!(
-            status == 403 || status == 503,
-            "{call} {mode}: status {status} {msg}"
-        );
-        assert!(
-            msg.contains("plugin both") && msg.contains(call) && msg.contains(expect),
-            "{call} {mode}: {msg}"
+        refused(
+            answer,
+            &format!("{call} {mode}"),
+            &["plugin both", call, expect],
         );
         misbehave(&h, "", "");
         assert_eq!(
@@ -507,17 +516,12 @@ fn misbehaving_plugins_give_clear_errors_and_leave_nothing_behind() {
         ("NetworkDriver.CreateNetwork", "text500", "boom"),
     ] {
         misbehave(&h, call, mode);
-        let (status, v) = h.api(
+        let answer = h.api(
             "POST",
             "/networks/create",
             Some(&serde_json::json!({"Name": "bad", "Driver": "both", "IPAM": {"Driver": "both"}})),
         );
-        let msg = v["message"].as_str().unwrap_or_default().to_owned();
-        assert!(
-            status == 403 || status == 503,
-            "{call} {mode}: status {status} {msg}"
-        );
-        assert!(msg.contains(expect), "{call} {mode}: {msg}");
+        refused(answer, &format!("{call} {mode}"), &[call, expect]);
         misbehave(&h, "", "");
         assert!(
             !h.plumb(&["network", "inspect", "bad"]).ok(),

@@ -10,7 +10,9 @@ use plumb_testkit::TestHost;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-fn connect(h: &TestHost, net: &str, sb: &str) -> (f64, String) {
+/// Creates sandbox `sb` and connects it to `net` through the API: milliseconds of the
+/// connect, and the address it got.
+pub fn connect(h: &TestHost, net: &str, sb: &str) -> (f64, String) {
     let (st, v) = h.api("POST", "/plumb/v1/sandboxes", Some(&json!({"Name": sb})));
     assert_eq!(st, 201, "{v}");
     let t = Instant::now();

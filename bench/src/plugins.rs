@@ -4,12 +4,12 @@
 //! namespace) against the same connect through the built-in bridge driver, with the plugins'
 //! own time (logged by each plugin per call) taken out.
 
+use crate::overlay::connect;
 use crate::{median, percentile, Figure};
 use plumb_plugin::messages::*;
 use plumb_plugin::server::{Answer, IpamPlugin, PluginServer};
 use plumb_plugin::{Discovery, PluginAddr, PluginClient};
 use plumb_testkit::{PluginProc, TestHost};
-use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,20 +77,6 @@ fn call_overhead(calls: usize) -> Vec<f64> {
     })
 }
 
-/// Milliseconds of one connect of a new sandbox `sb` to `net` through the API.
-fn connect(h: &TestHost, net: &str, sb: &str) -> f64 {
-    let (st, v) = h.api("POST", "/plumb/v1/sandboxes", Some(&json!({"Name": sb})));
-    assert_eq!(st, 201, "{v}");
-    let t = Instant::now();
-    let (st, v) = h.api(
-        "POST",
-        &format!("/networks/{net}/connect"),
-        Some(&json!({"Container": sb})),
-    );
-    assert_eq!(st, 200, "{v}");
-    t.elapsed().as_secs_f64() * 1e3
-}
-
 /// The plugin's own milliseconds per connect: the calls logged, four per connect.
 fn plugin_ms(p: &PluginProc) -> Vec<f64> {
     let lines = std::fs::read_to_string(&p.log).unwrap_or_default();
@@ -154,11 +140,11 @@ pub fn plugin_figures(figures: &mut Vec<Figure>, n: usize) {
         "remote",
     ]);
     let bridge: Vec<f64> = (0..n)
-        .map(|i| connect(&h, "local", &format!("b{i}")))
+        .map(|i| connect(&h, "local", &format!("b{i}")).0)
         .collect();
     p.clear_log();
     let remote: Vec<f64> = (0..n)
-        .map(|i| connect(&h, "remote", &format!("r{i}")))
+        .map(|i| connect(&h, "remote", &format!("r{i}")).0)
         .collect();
     let own = plugin_ms(&p);
     assert_eq!(own.len(), n, "four plugin calls per connect");

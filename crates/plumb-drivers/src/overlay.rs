@@ -317,15 +317,8 @@ impl NetworkDriver for OverlayDriver {
         }
         let result = async {
             let snl = self.ns.get(Path::new(&sb.key)).await?;
-            let idx = snl
-                .link(ifname)
-                .await?
-                .ok_or_else(|| format!("interface {ifname} missing in sandbox after creation"))?
-                .index;
-            for a in [ep.ipv4, ep.ipv6].into_iter().flatten() {
-                snl.add_addr(idx, a).await?;
-            }
-            snl.set_up(idx, true).await?;
+            let addrs: Vec<_> = [ep.ipv4, ep.ipv6].into_iter().flatten().collect();
+            snl.address_and_up(ifname, &addrs).await?;
             Ok::<(), BoxError>(())
         }
         .await;

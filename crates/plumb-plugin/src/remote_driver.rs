@@ -181,15 +181,8 @@ impl RemoteDriver {
         host.move_link(link.index, &target, name, ep.mac.map(|m| m.0))
             .await?;
         let snl = self.ns.get(Path::new(&sb.key)).await?;
-        let idx = snl
-            .link(name)
-            .await?
-            .ok_or_else(|| format!("interface {name} missing in sandbox after the move"))?
-            .index;
-        for a in [ep.ipv4, ep.ipv6].into_iter().flatten() {
-            snl.add_addr(idx, a).await?;
-        }
-        snl.set_up(idx, true).await?;
+        let addrs: Vec<IpNet> = [ep.ipv4, ep.ipv6].into_iter().flatten().collect();
+        let idx = snl.address_and_up(name, &addrs).await?;
         for (dest, hop) in &plan.routes {
             snl.replace_route(idx, *dest, *hop).await?;
         }

@@ -7,6 +7,25 @@ use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 
 impl Nl {
+    /// Adds `addrs` to the link called `name` (which must exist) and brings it up; returns its
+    /// index.
+    pub async fn address_and_up(&self, name: &str, addrs: &[IpNet]) -> Result<u32> {
+        let idx = self
+            .link(name)
+            .await?
+            .ok_or_else(|| crate::error::LinuxError::Netlink {
+                op: format!("find interface {name}"),
+                message: "missing after it was made".into(),
+                errno: Some(libc::ENODEV),
+            })?
+            .index;
+        for a in addrs {
+            self.add_addr(idx, *a).await?;
+        }
+        self.set_up(idx, true).await?;
+        Ok(idx)
+    }
+
     /// Adds `addr` to link `index`; IPv6 addresses skip duplicate address detection (plumb's
     /// IPAM guarantees uniqueness). Succeeds if the address is there already.
     pub async fn add_addr(&self, index: u32, addr: IpNet) -> Result<()> {

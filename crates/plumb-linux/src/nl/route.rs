@@ -12,19 +12,11 @@ impl Nl {
     /// Points the default route of `gw`'s family at `gw` through link `index` (replacing any
     /// other).
     pub async fn replace_default(&self, index: u32, gw: IpAddr) -> Result<()> {
-        let mut m = family_message(gw.is_ipv6());
-        m.attributes.push(RouteAttribute::Oif(index));
-        m.attributes.push(RouteAttribute::Gateway(match gw {
-            IpAddr::V4(a) => RouteAddress::Inet(a),
-            IpAddr::V6(a) => RouteAddress::Inet6(a),
-        }));
-        self.handle
-            .route()
-            .add(m)
-            .replace()
-            .execute()
-            .await
-            .map_err(|e| nl_err(format!("set default route via {gw}"), e))
+        let default = match gw {
+            IpAddr::V4(_) => IpNet::V4(ipnet::Ipv4Net::default()),
+            IpAddr::V6(_) => IpNet::V6(ipnet::Ipv6Net::default()),
+        };
+        self.replace_route(index, default, Some(gw)).await
     }
 
     /// Adds (or replaces) a route to `dest` through link `index`, via `next_hop` when given
