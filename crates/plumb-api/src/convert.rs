@@ -182,5 +182,6 @@ pub fn sandbox_spec(req: SandboxCreate) -> Result<SandboxSpec, ApiError> {
         dns_options: req.dns_options,
         extra_hosts: extra,
         owner: None,
+        netns: req.netns.filter(|n| !n.is_empty()),
     })
 }

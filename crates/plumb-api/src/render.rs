@@ -164,6 +164,7 @@ pub fn sandbox(v: &SandboxView) -> Value {
         "AutoRemove": sb.spec.owner.is_some(),
         "HostMode": sb.spec.host_mode,
         "Key": sb.key,
+        "Netns": sb.spec.netns,
         "ResolvConfPath": dir.join("resolv.conf"),
         "HostsPath": dir.join("hosts"),
         "HostnamePath": dir.join("hostname"),

@@ -209,4 +209,7 @@ pub struct SandboxCreate {
     /// Remove the sandbox when the process that asked for it ends.
     #[serde(rename = "AutoRemove", deserialize_with = "nullable")]
     pub auto_remove: bool,
+    /// A network namespace made by a runtime, to adopt (never deleted by plumb).
+    #[serde(rename = "Netns", default)]
+    pub netns: Option<String>,
 }

@@ -79,6 +79,7 @@ pub async fn run(c: &Client, a: RunArgs) -> anyhow::Result<i32> {
         opts: a.opts.clone(),
         // plumbd removes the sandbox if this process dies without doing so (kill -9).
         auto_remove: true,
+        netns: None,
     };
     let sb = sandbox::create(c, &create).await?;
     let id = s(&sb["Id"]);

@@ -82,6 +82,10 @@ pub struct CreateArgs {
     /// Remove the sandbox when this process ends (`plumb run`).
     #[arg(skip)]
     pub auto_remove: bool,
+    /// Adopt this network namespace (made by a runtime) instead of making one; plumb never
+    /// deletes it.
+    #[arg(long, value_name = "PATH")]
+    pub netns: Option<String>,
 }
 
 /// Creates a sandbox; returns its inspect JSON.
@@ -97,6 +101,7 @@ pub async fn create(c: &Client, a: &CreateArgs) -> anyhow::Result<Value> {
         "ExtraHosts": a.opts.add_host,
         "Ports": a.opts.publish,
         "AutoRemove": a.auto_remove,
+        "Netns": a.netns,
     });
     let v = c
         .ok(Method::POST, "/plumb/v1/sandboxes", Some(&body))

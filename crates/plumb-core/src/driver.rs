@@ -213,6 +213,12 @@ pub trait SandboxOs: Send + Sync {
     /// Must succeed if they exist already.
     async fn create(&self, sandbox: &Sandbox) -> Result<(), BoxError>;
 
+    /// Checks that `path` names a network namespace plumb may adopt (made by someone else, not
+    /// plumbd's own); the reason when not.
+    async fn check_adoptable(&self, _path: &str) -> Result<(), String> {
+        Ok(())
+    }
+
     /// True when the sandbox's namespace exists.
     async fn exists(&self, sandbox: &Sandbox) -> bool;
 

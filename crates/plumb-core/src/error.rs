@@ -141,6 +141,14 @@ pub enum Error {
         /// What is wrong and what is expected.
         reason: String,
     },
+    /// The namespace is adopted by another sandbox already.
+    #[error("namespace {path} is sandbox {sandbox}'s already")]
+    NamespaceAdopted {
+        /// The namespace's path.
+        path: String,
+        /// The sandbox that has it.
+        sandbox: String,
+    },
     /// A requested subnet overlaps the subnet of another network.
     #[error("invalid pool request: subnet {subnet} overlaps with network {other} ({other_subnet}): choose another subnet")]
     SubnetOverlap {
@@ -260,7 +268,8 @@ impl Error {
             | SubnetOverlap { .. }
             | PortInUse { .. }
             | HostPortUnavailable { .. }
-            | AddressInUse { .. } => ErrorKind::Conflict,
+            | AddressInUse { .. }
+            | NamespaceAdopted { .. } => ErrorKind::Conflict,
             PredefinedNetwork { .. } | NetworkHasEndpoints { .. } | EndpointExists { .. } => {
                 ErrorKind::Forbidden
             }

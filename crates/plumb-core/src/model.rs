@@ -225,6 +225,10 @@ pub struct SandboxSpec {
     /// sandbox is removed, also after a `kill -9` of the process.
     #[serde(default)]
     pub owner: Option<Owner>,
+    /// A network namespace made by someone else (a runtime), given by path: plumb plumbs it
+    /// and never deletes it.
+    #[serde(default)]
+    pub netns: Option<String>,
 }
 
 /// A process, told apart from a later one with the same pid by when it started.

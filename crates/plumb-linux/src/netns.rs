@@ -38,6 +38,15 @@ fn enter(path: &Path) -> Result<()> {
         .map_err(|e| LinuxError::io("enter namespace", path, e.into()))
 }
 
+/// True when `a` and `b` are the same namespace (same device and inode).
+pub fn same_namespace(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
 /// True when `path` is a bound network namespace file.
 pub fn is_netns(path: &Path) -> bool {
     nix::sys::statfs::statfs(path)

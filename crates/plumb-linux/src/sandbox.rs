@@ -90,9 +90,24 @@ impl SandboxOs for LinuxSandboxOs {
             .into_owned()
     }
 
+    async fn check_adoptable(&self, path: &str) -> Result<(), String> {
+        let p = Path::new(path);
+        if !netns::is_netns(p) {
+            return Err(format!("{path} is not a network namespace (a bind-mounted /proc/PID/ns/net, as runtimes make)"));
+        }
+        if netns::same_namespace(p, Path::new("/proc/self/ns/net")) {
+            return Err(format!("{path} is plumbd's own network namespace"));
+        }
+        Ok(())
+    }
+
     async fn create(&self, sb: &Sandbox) -> Result<(), BoxError> {
         let key = PathBuf::from(&sb.key);
-        netns::create(key.clone(), sb.spec.host_mode).await?;
+        if sb.spec.netns.is_none() {
+            netns::create(key.clone(), sb.spec.host_mode).await?;
+        } else if !netns::is_netns(&key) {
+            return Err(format!("adopted namespace {} is gone", key.display()).into());
+        }
         if !sb.spec.host_mode {
             let nl = self.ns.get(&key).await?;
             if let Some(lo) = nl.link("lo").await? {
@@ -115,7 +130,10 @@ impl SandboxOs for LinuxSandboxOs {
     async fn delete(&self, sb: &Sandbox) -> Result<(), BoxError> {
         let key = PathBuf::from(&sb.key);
         self.ns.forget(&key);
-        netns::remove(key).await?;
+        // An adopted namespace is its runtime's: only plumb's files go.
+        if sb.spec.netns.is_none() {
+            netns::remove(key).await?;
+        }
         match std::fs::remove_dir_all(&sb.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

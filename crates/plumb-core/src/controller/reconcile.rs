@@ -115,6 +115,12 @@ impl Controller {
         }
         let sandboxes: Vec<Sandbox> = st.sandboxes.values().map(|s| s.sb.clone()).collect();
         for sb in &sandboxes {
+            if sb.spec.netns.is_some() && !self.os.exists(sb).await {
+                // Its runtime removed it while plumbd was away: nothing to plumb; the
+                // sandbox stays until it is removed (as a runtime's DEL does).
+                tracing::warn!(sandbox = %sb.spec.name, netns = %sb.key, "adopted namespace gone");
+                continue;
+            }
             if !self.os.exists(sb).await {
                 tracing::info!(sandbox = %sb.spec.name, "namespace missing; recreating it");
             }

@@ -40,10 +40,13 @@ impl Controller {
             ));
         }
         let id = SandboxId::random();
+        if let Some(path) = &spec.netns {
+            self.check_adoption(&st, &spec, path).await?;
+        }
         self.reserve_ports(&mut st, &id, &mut spec.ports)?;
         st.phases.mark("ports");
         let sb = Sandbox {
-            key: self.os.key_for(&id),
+            key: spec.netns.clone().unwrap_or_else(|| self.os.key_for(&id)),
             dir: self.os.dir_for(&id),
             id,
             spec,
@@ -184,6 +187,42 @@ impl Controller {
         drop(st);
         self.emit(sandbox_event("destroy", &sb));
         Ok(())
+    }
+
+    /// Refuses a namespace that cannot be adopted: not an absolute path, not a network
+    /// namespace, plumbd's own, another sandbox's, or asked for with host mode.
+    async fn check_adoption(
+        &self,
+        st: &super::state::State,
+        spec: &SandboxSpec,
+        path: &str,
+    ) -> Result<()> {
+        let clean = path.starts_with('/')
+            && path.len() <= 4096
+            && !path.chars().any(char::is_control)
+            && !path.split('/').any(|c| c == "..");
+        if !clean {
+            return Err(Error::invalid(
+                "Netns",
+                format!("{path:?} is not an absolute path to a network namespace"),
+            ));
+        }
+        if spec.host_mode {
+            return Err(Error::invalid(
+                "Netns",
+                "a host-mode sandbox has no namespace of its own to adopt",
+            ));
+        }
+        if let Some(other) = st.sandboxes.values().find(|s| s.sb.key == path) {
+            return Err(Error::NamespaceAdopted {
+                path: path.to_owned(),
+                sandbox: other.sb.spec.name.clone(),
+            });
+        }
+        self.os
+            .check_adoptable(path)
+            .await
+            .map_err(|reason| Error::invalid("Netns", reason))
     }
 
     /// The ids of the networks the sandbox called `name` has endpoints on (none if unknown).

@@ -1,0 +1,115 @@
+//! Namespaces made by a runtime (as runc, crun and CNI runtimes make them): plumb adopts one,
+//! plumbs it like its own, and never deletes it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use plumb_e2e::{can_ping, host, ip_on, sandbox};
+
+#[test]
+fn an_adopted_namespace_is_plumbed_and_never_deleted() {
+    let Some(mut h) = host() else { return };
+    h.furnish();
+    let before = h.furnishings();
+    // The "runtime" makes its namespace, with a process in it.
+    let ns = h.adopt_namespace("ctr");
+    assert!(h.sh(&format!("ip netns add {ns}")).ok());
+    let path = format!("/run/netns/{ns}");
+    h.plumb_ok(&["network", "create", "--subnet", "10.71.0.0/24", "web"]);
+    h.plumb_ok(&["sandbox", "create", "--netns", &path, "ctr"]);
+    h.plumb_ok(&["sandbox", "create", "peer"]);
+    h.plumb_ok(&["network", "connect", "--alias", "api", "web", "ctr"]);
+    h.plumb_ok(&["network", "connect", "web", "peer"]);
+    let sb = sandbox(&h, "ctr");
+    assert_eq!(sb["Key"], path.as_str(), "{sb}");
+    assert_eq!(sb["Netns"], path.as_str(), "{sb}");
+    let ctr = ip_on(&h, "ctr", "web");
+    // Seen from the runtime's own handle on its namespace.
+    let o = h.sh(&format!("ip netns exec {ns} ip -o addr show eth0"));
+    assert!(o.stdout.contains(&ctr), "{}", o.stdout);
+    let o = h.sh(&format!(
+        "ip netns exec {ns} ping -c1 -W1 {}",
+        ip_on(&h, "peer", "web")
+    ));
+    assert!(
+        o.ok(),
+        "the adopted namespace reaches its network: {}",
+        o.stderr
+    );
+    assert!(
+        can_ping(&h, "peer", "api"),
+        "its alias resolves from the peer"
+    );
+
+    // Refusals that leave nothing behind.
+    let refuse = |body: serde_json::Value, status: u16, text: &str| {
+        let (st, v) = h.api("POST", "/plumb/v1/sandboxes", Some(&body));
+        assert_eq!(st, status, "{body}: {v}");
+        let msg = v["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(text), "{body}: {msg}");
+    };
+    refuse(
+        serde_json::json!({"Name": "again", "Netns": path}),
+        409,
+        "ctr",
+    );
+    refuse(
+        serde_json::json!({"Name": "rel", "Netns": "run/netns/x"}),
+        400,
+        "Netns",
+    );
+    refuse(
+        serde_json::json!({"Name": "dots", "Netns": format!("/run/netns/../netns/{ns}")}),
+        400,
+        "Netns",
+    );
+    refuse(
+        serde_json::json!({"Name": "file", "Netns": "/etc/hostname"}),
+        400,
+        "not a network namespace",
+    );
+    refuse(
+        serde_json::json!({"Name": "own", "Netns": "/proc/self/ns/net"}),
+        400,
+        "plumbd's own",
+    );
+    refuse(
+        serde_json::json!({"Name": "hm", "Netns": path, "HostMode": true}),
+        400,
+        "host-mode",
+    );
+    let names = h.plumb_ok(&["sandbox", "ls"]);
+    assert!(
+        !names.contains("again") && !names.contains("file"),
+        "{names}"
+    );
+
+    // kill -9 and back: still plumbed, nothing asked of the namespace.
+    h.kill9();
+    h.start();
+    assert!(h
+        .sh(&format!(
+            "ip netns exec {ns} ping -c1 -W1 {}",
+            ip_on(&h, "peer", "web")
+        ))
+        .ok());
+
+    // Removal unplumbs and leaves the namespace to its runtime.
+    h.plumb_ok(&["sandbox", "rm", "ctr"]);
+    assert!(
+        h.sh(&format!("ip netns exec {ns} true")).ok(),
+        "the namespace is still there"
+    );
+    let o = h.sh(&format!("ip netns exec {ns} ip -o link show"));
+    assert!(
+        !o.stdout.contains("eth0"),
+        "its interface is gone: {}",
+        o.stdout
+    );
+    // The runtime can hand it over again.
+    h.plumb_ok(&["sandbox", "create", "--netns", &path, "ctr2"]);
+    h.plumb_ok(&["network", "connect", "web", "ctr2"]);
+    h.plumb_ok(&["sandbox", "rm", "ctr2", "peer"]);
+    h.plumb_ok(&["network", "rm", "web"]);
+    assert!(h.sh(&format!("ip netns exec {ns} true")).ok());
+    assert_eq!(h.furnishings(), before);
+}
