@@ -301,6 +301,15 @@ fn separate_plugins_from_the_docker_cli_with_the_builtin_bridge_and_remote_ipam(
     }
     let (x2, y2) = (ip_on(&h, "x", "dnet"), ip_on(&h, "y", "dnet"));
     assert!(can_ping(&h, "x", &y2) && can_ping(&h, "y", &x2));
+    let (_, info) = h.api("GET", "/info", None);
+    let drivers = info["Plugins"]["Network"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        drivers.contains(&Value::from("pybridge")) && drivers.contains(&Value::from("bridge")),
+        "{info}"
+    );
     let listed: Value =
         serde_json::from_str(&h.plumb_ok(&["plugin", "ls", "--format", "json"])).unwrap();
     let names: Vec<&str> = listed

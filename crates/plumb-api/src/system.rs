@@ -89,7 +89,8 @@ pub async fn info(
         "Images": 0,
         "Driver": "",
         "DriverStatus": [],
-        "Plugins": {"Volume": [], "Network": ["bridge", "host", "null"], "Authorization": null, "Log": []},
+        // Built-in drivers and plugins found now, as dockerd lists them.
+        "Plugins": {"Volume": [], "Network": s.ctl.driver_names(), "Authorization": null, "Log": []},
         "NetworkCount": networks,
         "DefaultAddressPools": pools,
         "IPv4Forwarding": true,
