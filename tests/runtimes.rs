@@ -113,3 +113,37 @@ fn an_adopted_namespace_is_plumbed_and_never_deleted() {
     assert!(h.sh(&format!("ip netns exec {ns} true")).ok());
     assert_eq!(h.furnishings(), before);
 }
+
+#[test]
+fn the_interface_name_can_be_asked_for_as_runtimes_do() {
+    let Some(h) = host() else { return };
+    h.plumb_ok(&["network", "create", "--subnet", "10.72.0.0/24", "a"]);
+    h.plumb_ok(&["network", "create", "--subnet", "10.73.0.0/24", "b"]);
+    h.plumb_ok(&["sandbox", "create", "s"]);
+    let opt = |name: &str| format!("com.docker.network.endpoint.ifname={name}");
+    h.plumb_ok(&["network", "connect", "--driver-opt", &opt("net0"), "a", "s"]);
+    assert!(h.in_sandbox("s", "ip link show net0").ok());
+    assert_eq!(ip_on(&h, "s", "a"), "10.72.0.2");
+    // Refused before anything is taken: a bad name, a name in use.
+    for (name, why) in [
+        ("bad/name", "interface name"),
+        ("x".repeat(16).as_str(), "interface name"),
+        ("net0", "of that name"),
+    ] {
+        let err = h.plumb_err(&["network", "connect", "--driver-opt", &opt(name), "b", "s"]);
+        assert!(
+            err.contains("DriverOpts") && err.contains(why),
+            "{name}: {err}"
+        );
+    }
+    h.plumb_ok(&["network", "connect", "b", "s"]);
+    assert_eq!(
+        ip_on(&h, "s", "b"),
+        "10.73.0.2",
+        "no address was lost to the refusals"
+    );
+    assert!(
+        h.in_sandbox("s", "ip link show eth0").ok(),
+        "the next free ethN otherwise"
+    );
+}

@@ -84,7 +84,7 @@ impl Controller {
         self.check_attachable(&st, &net_id, &sb_id)?;
         ep.node = self.node_for(&st, &net_id);
         ep.sandbox = Some(sb_id.clone());
-        ep.ifname = Some(st.free_ifname(&sb_id));
+        ep.ifname = Some(st.ifname_for(&sb_id, &ep.driver_opts)?);
         self.reserve_ports(&mut st, &sb_id, &mut ep.ports)?;
         let new_rev = match self
             .commit(vec![Op::Put {
@@ -232,10 +232,12 @@ impl Controller {
         if spec.name.is_empty() {
             spec.name = st.sb(&sb_id)?.sb.spec.name.clone();
         }
+        // Checked before anything is allocated.
+        let ifname = st.ifname_for(&sb_id, &spec.driver_opts)?;
         let mut ep = self.allocate(&mut st, &net_id, spec).await?;
         ep.node = self.node_for(&st, &net_id);
         ep.sandbox = Some(sb_id.clone());
-        ep.ifname = Some(st.free_ifname(&sb_id));
+        ep.ifname = Some(ifname);
         if let Err(e) = self.reserve_ports(&mut st, &sb_id, &mut ep.ports) {
             self.release_addresses(st.net_mut(&net_id)?, &ep).await;
             return Err(e);

@@ -287,8 +287,16 @@ impl State {
 
     /// The lowest free `ethN` in a sandbox.
     pub fn free_ifname(&self, sandbox: &SandboxId) -> String {
-        let used: BTreeSet<&str> = self
-            .sandboxes
+        let used = self.used_ifnames(sandbox);
+        (0..)
+            .map(|i| format!("eth{i}"))
+            .find(|n| !used.contains(n.as_str()))
+            .unwrap_or_else(|| "eth0".into())
+    }
+
+    /// The interface names the sandbox's endpoints have.
+    pub fn used_ifnames(&self, sandbox: &SandboxId) -> BTreeSet<&str> {
+        self.sandboxes
             .get(sandbox)
             .map(|sb| {
                 sb.endpoints
@@ -297,10 +305,42 @@ impl State {
                     .filter_map(|(ep, _)| ep.ifname.as_deref())
                     .collect()
             })
-            .unwrap_or_default();
-        (0..)
-            .map(|i| format!("eth{i}"))
-            .find(|n| !used.contains(n.as_str()))
-            .unwrap_or_else(|| "eth0".into())
+            .unwrap_or_default()
+    }
+
+    /// The interface name for a new endpoint in `sandbox`: the one its driver options ask for
+    /// (Docker's `com.docker.network.endpoint.ifname`, what CNI runtimes pass as
+    /// CNI_IFNAME), or the next free `ethN`.
+    pub fn ifname_for(
+        &self,
+        sandbox: &SandboxId,
+        opts: &std::collections::BTreeMap<String, String>,
+    ) -> crate::Result<String> {
+        let Some(want) = opts.get(IFNAME_OPTION) else {
+            return Ok(self.free_ifname(sandbox));
+        };
+        let ok = !want.is_empty()
+            && want.len() <= 15
+            && want != "lo"
+            && !want.starts_with('.')
+            && want
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !ok {
+            return Err(crate::Error::invalid(
+                "DriverOpts",
+                format!("{IFNAME_OPTION}={want:?}: an interface name is 1-15 letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        if self.used_ifnames(sandbox).contains(want.as_str()) {
+            return Err(crate::Error::invalid(
+                "DriverOpts",
+                format!("{IFNAME_OPTION}={want}: the sandbox has an interface of that name"),
+            ));
+        }
+        Ok(want.clone())
     }
 }
+
+/// Docker's endpoint option naming the interface inside the sandbox.
+pub const IFNAME_OPTION: &str = "com.docker.network.endpoint.ifname";
