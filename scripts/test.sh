@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
-cargo build --release -p plumbd -p plumb-cli
+cargo build --release -p plumbd -p plumb-cli -p plumb-cni
 cargo test --release --workspace

@@ -153,6 +153,8 @@ pub fn sandbox(v: &SandboxView) -> Value {
                 "GwPriority": ep.gw_priority,
                 "Ports": port_strings(&ep.ports),
                 "IsGateway": v.gateway_endpoint.as_ref() == Some(&ep.id),
+                "Gateway": ep.gateway_v4.map(|g| g.to_string()).unwrap_or_default(),
+                "IPv6Gateway": ep.gateway_v6.map(|g| g.to_string()).unwrap_or_default(),
             })
         })
         .collect();
