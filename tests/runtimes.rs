@@ -147,3 +147,90 @@ fn the_interface_name_can_be_asked_for_as_runtimes_do() {
         "the next free ethN otherwise"
     );
 }
+
+/// Runs plumb-oci-hook for `phase` with `state` on stdin, as runc does: (exit ok, stderr).
+fn hook(phase: &str, state: &serde_json::Value) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(plumb_testkit::bin_dir().join("plumb-oci-hook"))
+        .args([phase])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("plumb-oci-hook built (cargo build --release -p plumb-cni)");
+    let _ = child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(state.to_string().as_bytes());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_oci_hook_plumbs_a_container_from_its_annotations() {
+    let Some(mut h) = host() else { return };
+    h.plumb_ok(&["network", "create", "--subnet", "10.75.0.0/24", "web"]);
+    h.plumb_ok(&["sandbox", "create", "peer"]);
+    h.plumb_ok(&["network", "connect", "web", "peer"]);
+    // The "container": a process in a namespace of its own, as runc makes it.
+    let ns = h.adopt_namespace("oci");
+    assert!(h.sh(&format!("ip netns add {ns}")).ok());
+    assert!(h
+        .sh(&format!("ip netns exec {ns} sleep 300 >/dev/null 2>&1 &"))
+        .ok());
+    let mut pid = String::new();
+    for _ in 0..100 {
+        pid = h
+            .sh(&format!("ip netns pids {ns}"))
+            .stdout
+            .trim()
+            .to_owned();
+        if !pid.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid: u64 = pid.lines().next().unwrap().parse().unwrap();
+    let socket = h.socket.display().to_string();
+    let state = |net: &str| {
+        serde_json::json!({"ociVersion": "1.0.2", "id": "ctr1", "status": "created", "pid": pid,
+            "bundle": "/tmp", "annotations": {"io.plumb.network": net, "io.plumb.alias": "api,www",
+            "io.plumb.ports": "18280:80", "io.plumb.socket": socket}})
+    };
+    // A network that does not exist: the hook fails and leaves nothing.
+    let (ok, err) = hook("createRuntime", &state("web,nosuch"));
+    assert!(!ok && err.contains("nosuch"), "{err}");
+    assert!(!h.plumb(&["sandbox", "inspect", "oci-ctr1"]).ok());
+    let (ok, err) = hook("createRuntime", &state("web"));
+    assert!(ok, "{err}");
+    let o = h.sh(&format!("ip netns exec {ns} ip -o addr show eth0"));
+    assert!(o.stdout.contains("inet 10.75.0."), "{}", o.stdout);
+    // The failed attempt kept nothing: two endpoints on the network, peer's and this one.
+    let eps = plumb_e2e::network(&h, "web")["Containers"]
+        .as_object()
+        .map(|m| m.len());
+    assert_eq!(eps, Some(2));
+    assert!(can_ping(&h, "peer", "www"), "its alias resolves");
+    let port = h.plumb_ok(&["sandbox", "port", "oci-ctr1"]);
+    assert!(port.contains("18280"), "{port}");
+    let (ok, err) = hook("poststop", &state("web"));
+    assert!(ok, "{err}");
+    assert!(!h.plumb(&["sandbox", "inspect", "oci-ctr1"]).ok());
+    assert!(hook("poststop", &state("web")).0, "poststop twice is fine");
+    assert!(
+        h.sh(&format!("ip netns exec {ns} true")).ok(),
+        "the namespace is the runtime's"
+    );
+    // Bad state: a clear refusal.
+    let (ok, err) = hook(
+        "createRuntime",
+        &serde_json::json!({"id": "../x", "pid": pid}),
+    );
+    assert!(!ok && err.contains("container id"), "{err}");
+    let (ok, err) = hook("sometime", &state("web"));
+    assert!(!ok && err.contains("phase"), "{err}");
+}

@@ -12,7 +12,7 @@
 //! sandbox with its last network (never the namespace), CHECK compares, GC removes the
 //! sandboxes of containers the runtime no longer has, STATUS asks plumbd whether it answers.
 
-mod http;
+use plumb_cni::http;
 
 use serde_json::{json, Value};
 use std::io::Read;
