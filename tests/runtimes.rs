@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use plumb_e2e::{can_ping, host, ip_on, sandbox};
+use plumb_e2e::{can_ping, host, ip_on, sandbox, TestHost};
 
 #[test]
 fn an_adopted_namespace_is_plumbed_and_never_deleted() {
@@ -233,4 +233,114 @@ fn the_oci_hook_plumbs_a_container_from_its_annotations() {
     assert!(!ok && err.contains("container id"), "{err}");
     let (ok, err) = hook("sometime", &state("web"));
     assert!(!ok && err.contains("phase"), "{err}");
+}
+
+/// A runc container, killed and deleted when dropped (its namespace is not the host's, so
+/// the host's teardown would not reach it).
+struct RuncContainer<'a> {
+    h: &'a TestHost,
+    state: String,
+    id: &'static str,
+}
+
+impl RuncContainer<'_> {
+    fn runc(&self, args: &str) -> plumb_testkit::CmdOutput {
+        self.h.sh(&format!("runc --root {} {args}", self.state))
+    }
+}
+
+impl Drop for RuncContainer<'_> {
+    fn drop(&mut self) {
+        let _ = self.runc(&format!("kill {} KILL", self.id));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let _ = self.runc(&format!("delete -f {}", self.id));
+    }
+}
+
+#[test]
+fn runc_runs_a_container_on_a_plumb_network_through_the_hook() {
+    let Some(h) = host() else { return };
+    for tool in ["runc", "busybox"] {
+        assert!(
+            h.sh(&format!("command -v {tool}")).ok(),
+            "this test needs {tool} (Debian: runc, busybox-static; scripts/deps.sh installs them)"
+        );
+    }
+    h.plumb_ok(&["network", "create", "--subnet", "10.76.0.0/24", "web"]);
+    h.plumb_ok(&["sandbox", "create", "peer"]);
+    h.plumb_ok(&["network", "connect", "web", "peer"]);
+    let peer = ip_on(&h, "peer", "web");
+    // A bundle: busybox as the root filesystem, runc's default spec with the hook added.
+    let bundle = h.dir.join("bundle");
+    let rootfs = bundle.join("rootfs/bin");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::copy(
+        h.sh("command -v busybox").stdout.trim(),
+        rootfs.join("busybox"),
+    )
+    .unwrap();
+    for tool in ["sh", "sleep", "ping", "ip", "nslookup"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join(tool)).unwrap();
+    }
+    let o = h.sh(&format!("cd {} && runc spec", bundle.display()));
+    assert!(o.ok(), "runc spec: {}", o.stderr);
+    let cfg_path = bundle.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let hook_bin = plumb_testkit::bin_dir().join("plumb-oci-hook");
+    let hook_bin = hook_bin.display().to_string();
+    cfg["process"]["terminal"] = serde_json::json!(false);
+    cfg["process"]["args"] = serde_json::json!(["sleep", "300"]);
+    // ping needs a raw socket, which runc's default spec does not grant.
+    for set in ["bounding", "effective", "permitted"] {
+        if let Some(caps) = cfg["process"]["capabilities"][set].as_array_mut() {
+            caps.push(serde_json::json!("CAP_NET_RAW"));
+        }
+    }
+    cfg["hooks"] = serde_json::json!({
+        "createRuntime": [{"path": hook_bin, "args": ["plumb-oci-hook", "createRuntime"]}],
+        "poststop": [{"path": hook_bin, "args": ["plumb-oci-hook", "poststop"]}],
+    });
+    cfg["annotations"] = serde_json::json!({"io.plumb.network": "web", "io.plumb.alias": "box",
+        "io.plumb.socket": h.socket.display().to_string()});
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let c = RuncContainer {
+        h: &h,
+        state: h.dir.join("runc").display().to_string(),
+        id: "ctr1",
+    };
+    let o = c.runc(&format!(
+        "run -d --bundle {} ctr1 </dev/null >{}/runc.log 2>&1",
+        bundle.display(),
+        h.dir.display()
+    ));
+    let log = std::fs::read_to_string(h.dir.join("runc.log")).unwrap_or_default();
+    assert!(o.ok(), "runc run: {log}");
+    // Networking was complete before the process started; it reaches its network by
+    // address and the embedded DNS by name.
+    let o = c.runc(&format!("exec ctr1 ping -c1 -W2 {peer}"));
+    assert!(o.ok(), "ping from the container: {}{}", o.stdout, o.stderr);
+    let o = c.runc("exec ctr1 nslookup peer 127.0.0.11");
+    assert!(
+        o.stdout.contains(&peer),
+        "the embedded DNS in the container: {}",
+        o.stdout
+    );
+    assert!(
+        can_ping(&h, "peer", "box"),
+        "the container's alias from the peer"
+    );
+    // Removal runs poststop: the sandbox goes.
+    assert!(c.runc("kill ctr1 KILL").ok());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let o = c.runc("delete ctr1");
+    assert!(o.ok(), "runc delete: {}", o.stderr);
+    assert!(
+        !h.plumb(&["sandbox", "inspect", "oci-ctr1"]).ok(),
+        "poststop removed it"
+    );
+    let eps = plumb_e2e::network(&h, "web")["Containers"]
+        .as_object()
+        .map(|m| m.len());
+    assert_eq!(eps, Some(1), "only peer is left on the network");
 }
