@@ -215,6 +215,13 @@ fn the_oci_hook_plumbs_a_container_from_its_annotations() {
         .map(|m| m.len());
     assert_eq!(eps, Some(2));
     assert!(can_ping(&h, "peer", "www"), "its alias resolves");
+    // plumb holds its own handle on the namespace, not the process's /proc path (a pid can
+    // be reused by another process once this one is gone).
+    let key = sandbox(&h, "oci-ctr1")["Key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(key.starts_with(&h.dir.display().to_string()), "{key}");
     let port = h.plumb_ok(&["sandbox", "port", "oci-ctr1"]);
     assert!(port.contains("18280"), "{port}");
     let (ok, err) = hook("poststop", &state("web"));

@@ -206,6 +206,12 @@ pub trait SandboxOs: Send + Sync {
     /// The path of the namespace file for a new sandbox with this id.
     fn key_for(&self, sandbox: &crate::SandboxId) -> String;
 
+    /// The namespace path a sandbox adopting `path` uses: `path` itself, or a handle of
+    /// plumb's own on it where `path` lives only as long as a process (`/proc/<pid>/...`).
+    fn adopted_key(&self, _sandbox: &crate::SandboxId, path: &str) -> String {
+        path.to_owned()
+    }
+
     /// The directory for the files of a new sandbox with this id.
     fn dir_for(&self, sandbox: &crate::SandboxId) -> String;
 

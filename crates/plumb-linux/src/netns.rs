@@ -112,6 +112,30 @@ pub async fn create(path: PathBuf, share_current: bool) -> Result<()> {
     .await
 }
 
+/// Binds the existing namespace at `src` (a runtime's, such as `/proc/<pid>/ns/net`) at
+/// `path` as well, so that plumb's handle on it does not depend on that process. Succeeds if
+/// `path` is bound already.
+pub async fn bind(src: PathBuf, path: PathBuf) -> Result<()> {
+    if is_netns(&path) {
+        return Ok(());
+    }
+    run_in(None, move || {
+        File::create(&path).map_err(|e| LinuxError::io("create", &path, e))?;
+        if let Err(e) = mount(
+            Some(&src),
+            &path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        ) {
+            let _ = std::fs::remove_file(&path);
+            return Err(LinuxError::io("bind namespace", &src, e.into()));
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// Unbinds and removes the namespace file at `path`; the kernel frees the namespace when its
 /// last user goes. Succeeds if it is gone already.
 pub async fn remove(path: PathBuf) -> Result<()> {

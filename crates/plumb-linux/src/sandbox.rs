@@ -101,11 +101,24 @@ impl SandboxOs for LinuxSandboxOs {
         Ok(())
     }
 
+    fn adopted_key(&self, sandbox: &SandboxId, path: &str) -> String {
+        if path.starts_with("/proc/") {
+            // Valid only while that process lives, and a later process may get its pid:
+            // plumb binds its own handle.
+            self.key_for(sandbox)
+        } else {
+            path.to_owned()
+        }
+    }
+
     async fn create(&self, sb: &Sandbox) -> Result<(), BoxError> {
         let key = PathBuf::from(&sb.key);
-        if sb.spec.netns.is_none() {
-            netns::create(key.clone(), sb.spec.host_mode).await?;
-        } else if !netns::is_netns(&key) {
+        match sb.spec.netns.as_deref() {
+            None => netns::create(key.clone(), sb.spec.host_mode).await?,
+            Some(src) if src != sb.key => netns::bind(PathBuf::from(src), key.clone()).await?,
+            Some(_) => {}
+        }
+        if !netns::is_netns(&key) {
             return Err(format!("adopted namespace {} is gone", key.display()).into());
         }
         if !sb.spec.host_mode {
@@ -130,8 +143,9 @@ impl SandboxOs for LinuxSandboxOs {
     async fn delete(&self, sb: &Sandbox) -> Result<(), BoxError> {
         let key = PathBuf::from(&sb.key);
         self.ns.forget(&key);
-        // An adopted namespace is its runtime's: only plumb's files go.
-        if sb.spec.netns.is_none() {
+        // An adopted namespace is its runtime's: only plumb's files go, and plumb's own
+        // handle on it where it made one.
+        if sb.spec.netns.as_deref() != Some(sb.key.as_str()) {
             netns::remove(key).await?;
         }
         match std::fs::remove_dir_all(&sb.dir) {

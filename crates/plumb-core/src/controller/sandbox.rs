@@ -46,7 +46,10 @@ impl Controller {
         self.reserve_ports(&mut st, &id, &mut spec.ports)?;
         st.phases.mark("ports");
         let sb = Sandbox {
-            key: spec.netns.clone().unwrap_or_else(|| self.os.key_for(&id)),
+            key: match &spec.netns {
+                Some(path) => self.os.adopted_key(&id, path),
+                None => self.os.key_for(&id),
+            },
             dir: self.os.dir_for(&id),
             id,
             spec,
@@ -213,7 +216,10 @@ impl Controller {
                 "a host-mode sandbox has no namespace of its own to adopt",
             ));
         }
-        if let Some(other) = st.sandboxes.values().find(|s| s.sb.key == path) {
+        let taken = |s: &&super::state::SbEntry| {
+            s.sb.key == path || s.sb.spec.netns.as_deref() == Some(path)
+        };
+        if let Some(other) = st.sandboxes.values().find(taken) {
             return Err(Error::NamespaceAdopted {
                 path: path.to_owned(),
                 sandbox: other.sb.spec.name.clone(),
