@@ -87,8 +87,14 @@ fn main() {
                 let body = json!({"Container": sb, "EndpointConfig": {"Aliases": aliases}});
                 let (st, v) = api("POST", &format!("/networks/{net}/connect"), Some(&body));
                 if st != 200 {
-                    // All or nothing: the container does not start half-plumbed.
-                    api("DELETE", &format!("/plumb/v1/sandboxes/{sb}"), None);
+                    // All or nothing: the container does not start half-plumbed (and the
+                    // error reported is the connect's, whatever the removal says).
+                    let _ = http::request(
+                        &socket,
+                        "DELETE",
+                        &format!("/plumb/v1/sandboxes/{sb}"),
+                        None,
+                    );
                     fail(format!("connecting to network {net}: {}", v["message"]));
                 }
             }

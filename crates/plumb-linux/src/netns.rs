@@ -96,20 +96,25 @@ pub async fn create(path: PathBuf, share_current: bool) -> Result<()> {
             // addresses explicitly. A kernel without IPv6 has no such file.
             let _ = std::fs::write("/proc/sys/net/ipv6/conf/default/addr_gen_mode", "1");
         }
-        let src = Path::new("/proc/thread-self/ns/net");
-        if let Err(e) = mount(
-            Some(src),
-            &path,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        ) {
-            let _ = std::fs::remove_file(&path);
-            return Err(LinuxError::io("bind namespace", &path, e.into()));
-        }
-        Ok(())
+        bind_at(Path::new("/proc/thread-self/ns/net"), &path)
     })
     .await
+}
+
+/// Bind-mounts the namespace file `src` on `path` (created, empty); on failure `path` is
+/// removed again.
+fn bind_at(src: &Path, path: &Path) -> Result<()> {
+    if let Err(e) = mount(
+        Some(src),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    ) {
+        let _ = std::fs::remove_file(path);
+        return Err(LinuxError::io("bind namespace", path, e.into()));
+    }
+    Ok(())
 }
 
 /// Binds the existing namespace at `src` (a runtime's, such as `/proc/<pid>/ns/net`) at
@@ -121,17 +126,7 @@ pub async fn bind(src: PathBuf, path: PathBuf) -> Result<()> {
     }
     run_in(None, move || {
         File::create(&path).map_err(|e| LinuxError::io("create", &path, e))?;
-        if let Err(e) = mount(
-            Some(&src),
-            &path,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        ) {
-            let _ = std::fs::remove_file(&path);
-            return Err(LinuxError::io("bind namespace", &src, e.into()));
-        }
-        Ok(())
+        bind_at(&src, &path)
     })
     .await
 }

@@ -42,7 +42,8 @@ pub struct CallError {
     pub kind: CallErrorKind,
 }
 
-fn describe(k: &CallErrorKind) -> String {
+/// What went wrong, in words (the text of [`CallError`] after the plugin and call).
+pub(crate) fn describe(k: &CallErrorKind) -> String {
     match k {
         CallErrorKind::Unreachable(why) => format!("unreachable: {why}"),
         CallErrorKind::Timeout(d) => format!("no answer within {} ms", d.as_millis()),

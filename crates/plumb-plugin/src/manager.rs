@@ -179,7 +179,7 @@ impl Plugins {
             );
             let (implements, state) = match probe.activate().await {
                 Ok(i) => (i, "active".to_owned()),
-                Err(e) => (Vec::new(), describe_state(&e.kind)),
+                Err(e) => (Vec::new(), crate::client::describe(&e.kind)),
             };
             out.push(PluginInfo {
                 name,
@@ -189,14 +189,6 @@ impl Plugins {
             });
         }
         out
-    }
-}
-
-fn describe_state(k: &CallErrorKind) -> String {
-    match k {
-        CallErrorKind::Unreachable(why) => format!("unreachable: {why}"),
-        CallErrorKind::Timeout(_) => "not answering".into(),
-        other => format!("{other:?}"),
     }
 }
 
