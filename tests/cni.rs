@@ -47,6 +47,14 @@ fn conf(h: &TestHost, version: &str) -> Value {
            "socket": h.socket.display().to_string()})
 }
 
+/// True when a host process could bind TCP `port` on every address of the host.
+fn bindable(h: &TestHost, port: u16) -> bool {
+    h.sh(&format!(
+        "python3 -c 'import socket; socket.socket(socket.AF_INET6).bind((\"::\", {port}))'"
+    ))
+    .ok()
+}
+
 /// A namespace made by the "runtime", removed with the host.
 fn runtime_ns(h: &mut TestHost, name: &str) -> String {
     let ns = h.adopt_namespace(name);
@@ -97,6 +105,8 @@ fn add_check_del_gc_as_a_runtime_calls_them() {
     assert_eq!(r1["dns"]["nameservers"][0], "127.0.0.11");
     let port = h.plumb_ok(&["sandbox", "port", "cni-c1"]);
     assert!(port.contains("18180"), "{port}");
+    // The runtime holds the host port (as the portmap plugin expects): plumb binds nothing.
+    assert!(bindable(&h, 18180), "plumb holds no socket");
 
     // A 0.4.0 runtime gets a 0.4.0 result.
     let (ok, r2) = cni(&h, "ADD", "c2", &n2, &conf(&h, "0.4.0"), "");
@@ -155,8 +165,14 @@ fn add_check_del_gc_as_a_runtime_calls_them() {
         "DEL of what plumbd never had"
     );
 
-    // GC: only the attachments the runtime still has are kept.
-    assert!(cni(&h, "ADD", "c3", &n3, &c, "").0);
+    // GC: only the attachments the runtime still has are kept. c3 asks plumb to hold its
+    // host port (`holdPorts`: for runtimes that bind nothing themselves).
+    let mut holding = c.clone();
+    holding["holdPorts"] = json!(true);
+    holding["runtimeConfig"] =
+        json!({"portMappings": [{"hostPort": 18181, "containerPort": 80, "protocol": "tcp"}]});
+    assert!(cni(&h, "ADD", "c3", &n3, &holding, "").0);
+    assert!(!bindable(&h, 18181), "plumb holds it");
     let (ok, _) = cni(&h, "ADD", "c1", &n1, &c, "");
     assert!(ok);
     let mut gc = c.clone();
@@ -167,6 +183,7 @@ fn add_check_del_gc_as_a_runtime_calls_them() {
         !h.plumb(&["sandbox", "inspect", "cni-c3"]).ok(),
         "GC removed c3"
     );
+    assert!(bindable(&h, 18181), "and let go of its port");
 
     // Bad input: errors in CNI's shape, nothing made.
     let (ok, e) = cni(

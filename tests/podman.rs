@@ -26,7 +26,7 @@ impl<'a> Podman<'a> {
         .expect("plumb-cni built (cargo build --release -p plumb-cni)");
         let conflist = serde_json::json!({"cniVersion": "1.0.0", "name": network, "plugins": [
             {"type": "plumb", "network": network, "socket": h.socket.display().to_string(),
-             "capabilities": {"aliases": true}}]});
+             "capabilities": {"aliases": true, "portMappings": true}}]});
         std::fs::write(
             dir.join(format!("cni/{network}.conflist")),
             conflist.to_string(),
@@ -48,9 +48,11 @@ impl<'a> Podman<'a> {
             bin.join("busybox"),
         )
         .unwrap();
-        for tool in ["sh", "sleep", "ping", "ip", "nslookup", "cat"] {
+        for tool in ["sh", "sleep", "ping", "ip", "nslookup", "cat", "httpd"] {
             std::os::unix::fs::symlink("busybox", bin.join(tool)).unwrap();
         }
+        std::fs::create_dir_all(dir.join("image/www")).unwrap();
+        std::fs::write(dir.join("image/www/index.html"), "served by c3\n").unwrap();
         let p = Podman { h, dir };
         let o = h.sh(&format!(
             "tar -C {0}/image -cf {0}/busybox.tar . && {1} import {0}/busybox.tar localhost/bb:1",
@@ -81,7 +83,8 @@ impl Drop for Podman<'_> {
 
 #[test]
 fn podman_runs_containers_on_a_plumb_network() {
-    let Some(h) = host() else { return };
+    let Some(mut h) = host() else { return };
+    let outside = h.add_outside();
     assert!(
         h.sh("command -v podman && command -v busybox").ok(),
         "this test needs podman and busybox-static (scripts/deps.sh installs them)"
@@ -102,12 +105,44 @@ fn podman_runs_containers_on_a_plumb_network() {
     assert!(o.stdout.contains("nameserver 127.0.0.11"), "{}", o.stdout);
     let o = p.run("exec c2 ping -c1 -W2 c1");
     assert!(o.ok(), "c2 -> c1 by name: {}{}", o.stdout, o.stderr);
+    // A published port: Podman's conmon binds the host port itself and plumb forwards it
+    // (plumb holds no socket there, so the two do not collide); reached from outside.
+    let o =
+        p.run("run -d --name c3 --network web -p 18280:80 localhost/bb:1 httpd -f -p 80 -h /www");
+    assert!(o.ok(), "podman run -p: {}", o.stderr);
+    let o = h.sh("ss -Hltnp 'sport = :18280'");
+    assert!(
+        o.stdout.contains("conmon"),
+        "the runtime holds it: {}",
+        o.stdout
+    );
+    let fetch = |h: &TestHost| {
+        h.sh_in(&outside, "curl -s --max-time 5 http://198.51.100.1:18280/")
+            .stdout
+    };
+    assert_eq!(fetch(&h).trim(), "served by c3");
+    assert!(
+        h.sh("nft list ruleset").stdout.contains("18280"),
+        "forwarded"
+    );
+    // plumb still keeps the port unique among its sandboxes.
+    let e = h.plumb_err(&["sandbox", "create", "-p", "18280:80", "other"]);
+    assert!(e.contains("18280"), "{e}");
     let sandboxes = h.plumb_ok(&["sandbox", "ls"]);
-    assert_eq!(sandboxes.matches("cni-").count(), 2, "{sandboxes}");
+    assert_eq!(sandboxes.matches("cni-").count(), 3, "{sandboxes}");
+    // A reload (Podman 4.3 sends DEL, then ADD without the runtimeConfig) plumbs them again.
+    let o = p.run("network reload c1 c3");
+    assert!(o.ok(), "podman network reload: {}{}", o.stdout, o.stderr);
+    let o = p.run("exec c2 ping -c1 -W2 c1");
+    assert!(o.ok(), "c2 -> c1 after reload: {}{}", o.stdout, o.stderr);
     // podman rm -f leaves nothing in plumb or in the host's kernel.
-    let o = p.run("rm -f -t 0 c1 c2");
+    let o = p.run("rm -f -t 0 c1 c2 c3");
     assert!(o.ok(), "podman rm: {}", o.stderr);
     assert!(!h.plumb_ok(&["sandbox", "ls"]).contains("cni-"));
+    assert!(
+        !h.sh("nft list ruleset").stdout.contains("18280"),
+        "no forwarding left"
+    );
     let veths = h
         .links()
         .into_iter()

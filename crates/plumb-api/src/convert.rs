@@ -183,5 +183,6 @@ pub fn sandbox_spec(req: SandboxCreate) -> Result<SandboxSpec, ApiError> {
         extra_hosts: extra,
         owner: None,
         netns: req.netns.filter(|n| !n.is_empty()),
+        runtime_holds_ports: req.runtime_holds_ports,
     })
 }

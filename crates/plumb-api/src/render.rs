@@ -167,6 +167,7 @@ pub fn sandbox(v: &SandboxView) -> Value {
         "HostMode": sb.spec.host_mode,
         "Key": sb.key,
         "Netns": sb.spec.netns,
+        "RuntimeHoldsPorts": sb.spec.runtime_holds_ports,
         "ResolvConfPath": dir.join("resolv.conf"),
         "HostsPath": dir.join("hosts"),
         "HostnamePath": dir.join("hostname"),

@@ -212,4 +212,7 @@ pub struct SandboxCreate {
     /// A network namespace made by a runtime, to adopt (never deleted by plumb).
     #[serde(rename = "Netns", default)]
     pub netns: Option<String>,
+    /// The runtime binds the published host ports itself; plumb forwards them only.
+    #[serde(rename = "RuntimeHoldsPorts", deserialize_with = "nullable")]
+    pub runtime_holds_ports: bool,
 }

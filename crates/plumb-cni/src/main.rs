@@ -8,7 +8,8 @@
 //!
 //! ADD adopts the container's namespace as the sandbox `cni-<container id>` and connects it
 //! (interface CNI_IFNAME; `runtimeConfig` `portMappings`, `ips`, `mac` and `aliases`; the pod
-//! name from CNI_ARGS `K8S_POD_NAME` as a DNS name), DEL disconnects it and removes the
+//! name from CNI_ARGS `K8S_POD_NAME` as a DNS name; published ports are forwarded, their host
+//! sockets left to the runtime unless the configuration says `"holdPorts": true`), DEL disconnects it and removes the
 //! sandbox with its last network (never the namespace), CHECK compares, GC removes the
 //! sandboxes of containers the runtime no longer has, STATUS asks plumbd whether it answers.
 
@@ -173,7 +174,10 @@ fn add(c: &Call) -> Result<Value, CniError> {
     let (st, v) = c.api("GET", &format!("/plumb/v1/sandboxes/{sb}"), None)?;
     let created = st == 404;
     if created {
-        let mut body = json!({"Name": sb, "Netns": c.netns});
+        // Runtimes bind published host ports themselves (Podman) or expect forwarding only
+        // (the portmap plugin's way), so plumb holds no socket unless `holdPorts` asks it to.
+        let hold = c.conf["holdPorts"].as_bool().unwrap_or(false);
+        let mut body = json!({"Name": sb, "Netns": c.netns, "RuntimeHoldsPorts": !hold});
         if let Some(pod) = c.arg("K8S_POD_NAME") {
             body["Hostname"] = json!(pod);
         }

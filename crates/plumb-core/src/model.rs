@@ -229,6 +229,10 @@ pub struct SandboxSpec {
     /// and never deletes it.
     #[serde(default)]
     pub netns: Option<String>,
+    /// The runtime binds the published host ports itself (Podman's conmon does): plumb
+    /// forwards them and keeps them unique among its sandboxes but holds no host socket.
+    #[serde(default)]
+    pub runtime_holds_ports: bool,
 }
 
 /// A process, told apart from a later one with the same pid by when it started.

@@ -18,9 +18,23 @@ impl Controller {
         sb: &SandboxId,
         ports: &mut [PortMapping],
     ) -> Result<()> {
+        let hold = !runtime_holds(st, sb);
+        self.reserve_ports_as(st, sb, ports, hold)
+    }
+
+    /// [`Self::reserve_ports`] for a sandbox not recorded yet: `hold` says whether plumb
+    /// holds the host ports (false when the runtime does).
+    pub(super) fn reserve_ports_as(
+        &self,
+        st: &mut State,
+        sb: &SandboxId,
+        ports: &mut [PortMapping],
+        hold: bool,
+    ) -> Result<()> {
         st.check_ports(ports)?;
         let picks = ports.iter().any(|m| m.host_port == 0);
-        if let Some(holder) = &self.config.port_holder {
+        let holder = self.config.port_holder.as_ref().filter(|_| hold);
+        if let Some(holder) = holder {
             for i in 0..ports.len() {
                 match holder.hold(&ports[i]) {
                     Ok(m) => ports[i] = m,
@@ -46,17 +60,20 @@ impl Controller {
                 }
             }
         } else if let Some(m) = ports.iter().find(|m| m.host_port == 0) {
-            return Err(Error::invalid(
-                "Ports",
-                format!("{m}: this controller cannot pick host ports; give one"),
-            ));
+            let why = if hold {
+                "this controller cannot pick host ports"
+            } else {
+                "the runtime holds this sandbox's host ports, so it picks them"
+            };
+            return Err(Error::invalid("Ports", format!("{m}: {why}; give one")));
         }
         st.publish(sb, ports);
         self.published.fetch_add(ports.len(), Relaxed);
         Ok(())
     }
 
-    /// Undoes [`Self::reserve_ports`].
+    /// Undoes [`Self::reserve_ports`]. (Letting go of a port plumb does not hold is a no-op:
+    /// no other sandbox can publish it meanwhile.)
     pub(super) fn release_ports(&self, st: &mut State, sb: &SandboxId, ports: &[PortMapping]) {
         st.unpublish(sb, ports);
         self.published.fetch_sub(ports.len(), Relaxed);
@@ -73,7 +90,8 @@ impl Controller {
     pub(super) fn restore_ports(&self, st: &mut State, sb: &SandboxId, ports: &[PortMapping]) {
         st.publish(sb, ports);
         self.published.fetch_add(ports.len(), Relaxed);
-        if let Some(holder) = &self.config.port_holder {
+        let hold = !runtime_holds(st, sb);
+        if let Some(holder) = self.config.port_holder.as_ref().filter(|_| hold) {
             for m in ports {
                 if let Err(e) = holder.hold(m) {
                     tracing::warn!(port = %m, error = %e, "a published port is taken on the host; host traffic to it goes to the container");
@@ -158,4 +176,11 @@ impl Controller {
         }
         Ok(())
     }
+}
+
+/// True when the runtime of sandbox `sb` binds its host ports itself.
+fn runtime_holds(st: &State, sb: &SandboxId) -> bool {
+    st.sandboxes
+        .get(sb)
+        .is_some_and(|e| e.sb.spec.runtime_holds_ports)
 }

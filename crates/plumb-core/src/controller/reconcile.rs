@@ -44,7 +44,7 @@ impl Controller {
         for e in self.store.list("sandboxes/").await?.entries {
             let sb: Sandbox = decode(&e.key, &e.value)?;
             st.sb_names.insert(sb.spec.name.clone(), sb.id.clone());
-            self.restore_ports(&mut st, &sb.id, &sb.spec.ports);
+            let (id, ports) = (sb.id.clone(), sb.spec.ports.clone());
             st.sandboxes.insert(
                 sb.id.clone(),
                 SbEntry {
@@ -55,6 +55,7 @@ impl Controller {
                     programmed: Vec::new(),
                 },
             );
+            self.restore_ports(&mut st, &id, &ports);
         }
         let mut joined = Vec::new();
         let mut endpoint_entries = Vec::new();

@@ -43,7 +43,8 @@ impl Controller {
         if let Some(path) = &spec.netns {
             self.check_adoption(&st, &spec, path).await?;
         }
-        self.reserve_ports(&mut st, &id, &mut spec.ports)?;
+        let hold = !spec.runtime_holds_ports;
+        self.reserve_ports_as(&mut st, &id, &mut spec.ports, hold)?;
         st.phases.mark("ports");
         let sb = Sandbox {
             key: match &spec.netns {
