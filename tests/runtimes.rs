@@ -93,8 +93,19 @@ fn an_adopted_namespace_is_plumbed_and_never_deleted() {
         ))
         .ok());
 
-    // Removal unplumbs and leaves the namespace to its runtime.
+    // Removal unplumbs and leaves the namespace to its runtime, with nothing of plumb's.
+    let tables = |h: &TestHost| h.sh(&format!("ip netns exec {ns} nft list tables")).stdout;
+    assert!(
+        tables(&h).contains("plumb_dns"),
+        "the resolver's redirection"
+    );
     h.plumb_ok(&["sandbox", "rm", "ctr"]);
+    // (The table goes right after the answer.)
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        !tables(&h).contains("plumb_dns")
+    });
+    assert!(gone, "the resolver's table is removed: {}", tables(&h));
     assert!(
         h.sh(&format!("ip netns exec {ns} true")).ok(),
         "the namespace is still there"
@@ -372,4 +383,54 @@ fn oci_runtime_runs_a_container(runtime: &'static str) {
         .as_object()
         .map(|m| m.len());
     assert_eq!(eps, Some(1), "only peer is left on the network");
+}
+
+#[test]
+fn a_sandbox_is_made_with_its_networks_in_one_request_or_not_at_all() {
+    let Some(h) = host() else { return };
+    h.plumb_ok(&["network", "create", "--subnet", "10.77.0.0/24", "web"]);
+    h.plumb_ok(&["network", "create", "--subnet", "10.77.1.0/24", "db"]);
+    let (st, v) = h.api(
+        "POST",
+        "/plumb/v1/sandboxes",
+        Some(&serde_json::json!({"Name": "both", "Networks": {
+            "web": {"Aliases": ["front"]}, "db": {"IPAMConfig": {"IPv4Address": "10.77.1.9"}}}})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let eps = v["Endpoints"].as_array().cloned().unwrap_or_default();
+    assert_eq!(eps.len(), 2, "{v}");
+    assert!(
+        eps.iter().any(|e| e["IPv4Address"] == "10.77.1.9/24"),
+        "{v}"
+    );
+    h.plumb_ok(&["sandbox", "create", "peer"]);
+    h.plumb_ok(&["network", "connect", "web", "peer"]);
+    assert!(can_ping(&h, "peer", "front"), "the alias given at creation");
+
+    // One bad network: nothing is made, nothing is held.
+    let links = h.links();
+    let (st, v) = h.api(
+        "POST",
+        "/plumb/v1/sandboxes",
+        Some(&serde_json::json!({"Name": "half", "Networks": {"web": {}, "zzz": {}}})),
+    );
+    assert_eq!(st, 404, "{v}");
+    assert!(v["message"].as_str().unwrap_or("").contains("zzz"), "{v}");
+    assert!(!h.plumb(&["sandbox", "inspect", "half"]).ok());
+    assert_eq!(h.links(), links, "no veth left behind");
+    // A bad endpoint setting is refused before anything is made.
+    let (st, v) = h.api(
+        "POST",
+        "/plumb/v1/sandboxes",
+        Some(&serde_json::json!({"Name": "bad", "Networks": {"web": {"MacAddress": "nope"}}})),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["message"].as_str().unwrap_or("").contains("MacAddress"),
+        "{v}"
+    );
+    assert!(!h.plumb(&["sandbox", "inspect", "bad"]).ok());
+    // The address of the failed attempt is free again.
+    h.plumb_ok(&["sandbox", "create", "again"]);
+    h.plumb_ok(&["network", "connect", "--ip", "10.77.0.4", "web", "again"]);
 }

@@ -3,7 +3,7 @@
 //! CLI. Runs plumbd in a throwaway namespace (plumb-testkit);
 //! prints one JSON object per figure, then a Markdown table.
 //!
-//! Usage: `plumb-bench [ENDPOINTS] [endpoints|api|dns|ports|floor|netrm|overlay|fanout|plugins|soak]...` (default 1000,
+//! Usage: `plumb-bench [ENDPOINTS] [endpoints|api|dns|ports|floor|netrm|overlay|fanout|plugins|runtimes|soak]...` (default 1000,
 //! all sections but soak; `plumb-bench --help` lists them), as
 //! root, after building the release
 //! binaries (`cargo build --release -p plumbd -p plumb-cli -p plumb-bench`).
@@ -17,6 +17,7 @@ mod lifecycle;
 mod overlay;
 mod plugins;
 mod ports;
+mod runtimes;
 
 use plumb_testkit::TestHost;
 use serde_json::json;
@@ -329,6 +330,10 @@ const SECTIONS: &[(&str, &str)] = &[
         "one plugin call over a unix socket; connect through remote driver and IPAM vs bridge (ENDPOINTS/5)",
     ),
     (
+        "runtimes",
+        "podman run through plumb-cni vs Podman's default network; CNI ADD/DEL (ENDPOINTS/20 runs)",
+    ),
+    (
         "crash",
         "ENDPOINTS*2 random operations, kill -9 about every 14th (not run by default)",
     ),
@@ -437,6 +442,9 @@ fn main() {
     }
     if run("plugins") {
         plugins::plugin_figures(&mut figures, (n / 5).max(20));
+    }
+    if run("runtimes") {
+        runtimes::runtime_figures(&mut figures, (n / 20).max(10));
     }
     if run("crash") {
         crash_figures(&mut figures, n * 2);

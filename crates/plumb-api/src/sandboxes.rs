@@ -4,7 +4,7 @@ use crate::convert;
 use crate::error::body_bytes;
 use crate::error::{parse_json, ApiError};
 use crate::render;
-use crate::types::SandboxCreate;
+use crate::types::{Connect, SandboxCreate};
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -43,8 +43,17 @@ pub async fn create(
     ext: axum::http::Extensions,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let req: SandboxCreate = parse_json(&body_bytes(body)?)?;
+    let mut req: SandboxCreate = parse_json(&body_bytes(body)?)?;
     let auto_remove = req.auto_remove;
+    // Every endpoint's settings are checked before anything is made.
+    let mut endpoints = Vec::new();
+    for (network, cfg) in std::mem::take(&mut req.networks) {
+        let connect = Connect {
+            container: String::new(),
+            endpoint_config: Some(cfg),
+        };
+        endpoints.push((network, convert::endpoint_spec(&connect)?));
+    }
     let mut spec = convert::sandbox_spec(req)?;
     if auto_remove {
         let peer = ext
@@ -57,10 +66,18 @@ pub async fn create(
         })?);
     }
     let sb = s.ctl.create_sandbox(spec).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"Id": sb.id.to_string(), "Key": sb.key})),
-    ))
+    let id = sb.id.to_string();
+    for (network, ep) in endpoints {
+        if let Err(e) = s.ctl.connect(&network, &id, ep).await {
+            // All or nothing: the sandbox goes with the endpoints made so far.
+            if let Err(undo) = s.ctl.delete_sandbox(&id).await {
+                tracing::warn!(sandbox = %sb.spec.name, error = %undo, "could not remove a half-made sandbox");
+            }
+            return Err(e.into());
+        }
+    }
+    let view = s.ctl.sandbox(&id).await?;
+    Ok((StatusCode::CREATED, Json(render::sandbox(&view))))
 }
 
 /// `DELETE /plumb/v1/sandboxes/{id}`.

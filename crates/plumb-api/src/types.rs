@@ -215,4 +215,8 @@ pub struct SandboxCreate {
     /// The runtime binds the published host ports itself; plumb forwards them only.
     #[serde(rename = "RuntimeHoldsPorts", deserialize_with = "nullable")]
     pub runtime_holds_ports: bool,
+    /// Networks to connect it to at once, by network name or id (Docker's
+    /// `NetworkingConfig.EndpointsConfig`): the sandbox is made with all of them or not at all.
+    #[serde(rename = "Networks", deserialize_with = "nullable")]
+    pub networks: std::collections::BTreeMap<String, EndpointConfig>,
 }

@@ -164,6 +164,17 @@ fn sandbox_name(container: &str) -> String {
     format!("{PREFIX}{clean}")
 }
 
+/// True for an RFC 1123 host name label sequence (letters, digits, inner '-').
+fn is_hostname(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|l| {
+            (1..=63).contains(&l.len())
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 fn message(v: &Value) -> String {
     v["message"].as_str().unwrap_or_default().to_owned()
 }
@@ -171,31 +182,50 @@ fn message(v: &Value) -> String {
 fn add(c: &Call) -> Result<Value, CniError> {
     c.require(true)?;
     let sb = c.sandbox();
-    let (st, v) = c.api("GET", &format!("/plumb/v1/sandboxes/{sb}"), None)?;
-    let created = st == 404;
-    if created {
-        // Runtimes bind published host ports themselves (Podman) or expect forwarding only
-        // (the portmap plugin's way), so plumb holds no socket unless `holdPorts` asks it to.
-        let hold = c.conf["holdPorts"].as_bool().unwrap_or(false);
-        let mut body = json!({"Name": sb, "Netns": c.netns, "RuntimeHoldsPorts": !hold});
-        if let Some(pod) = c.arg("K8S_POD_NAME") {
-            body["Hostname"] = json!(pod);
-        }
-        let (st, v) = c.api("POST", "/plumb/v1/sandboxes", Some(&body))?;
-        if st != 201 {
-            return Err(err(
-                100,
-                "plumbd refused the container's namespace",
-                message(&v),
-            ));
-        }
-    } else if st == 200 && v["Key"] != c.netns.as_str() {
+    let cfg = endpoint_config(c);
+    // Runtimes bind published host ports themselves (Podman) or expect forwarding only (the
+    // portmap plugin's way), so plumb holds no socket unless `holdPorts` asks it to.
+    let hold = c.conf["holdPorts"].as_bool().unwrap_or(false);
+    let mut body = json!({"Name": sb, "Netns": c.netns, "RuntimeHoldsPorts": !hold,
+                          "Networks": {c.network.as_str(): cfg}});
+    // The pod name is the hosts file's name where it is a host name (Podman's generated names
+    // have '_', which DNS aliases allow and host names do not).
+    if let Some(pod) = c.arg("K8S_POD_NAME").filter(|p| is_hostname(p)) {
+        body["Hostname"] = json!(pod);
+    }
+    // One request makes the sandbox connected, or nothing.
+    let (st, v) = c.api("POST", "/plumb/v1/sandboxes", Some(&body))?;
+    match st {
+        201 => return result(c, &v),
+        409 if message(&v).contains("already exists") => {}
+        _ => return Err(connect_error(c, st, &v)),
+    }
+    // The container is plumbed already: a repeated ADD, or ADD for another network.
+    let (_, v) = c.api("GET", &format!("/plumb/v1/sandboxes/{sb}"), None)?;
+    if v["Key"] != c.netns.as_str() {
         return Err(err(
             100,
             format!("container {} is plumbed in another namespace", c.container),
             v["Key"].as_str().unwrap_or_default(),
         ));
     }
+    let body = json!({"Container": sb, "EndpointConfig": cfg});
+    let (st, v) = c.api(
+        "POST",
+        &format!("/networks/{}/connect", c.network),
+        Some(&body),
+    )?;
+    // 409: attached already (a repeated ADD): the result is what is there.
+    if st != 200 && st != 409 {
+        return Err(connect_error(c, st, &v));
+    }
+    let (_, v) = c.api("GET", &format!("/plumb/v1/sandboxes/{sb}"), None)?;
+    result(c, &v)
+}
+
+/// The endpoint settings from the runtime's configuration: interface name, `aliases`, `ips`,
+/// `mac`, `portMappings`, and the pod name as an alias.
+fn endpoint_config(c: &Call) -> Value {
     let rc = &c.conf["runtimeConfig"];
     let mut aliases: Vec<Value> = rc["aliases"].as_array().cloned().unwrap_or_default();
     if let Some(pod) = c.arg("K8S_POD_NAME") {
@@ -232,37 +262,31 @@ fn add(c: &Call) -> Result<Value, CniError> {
     if !bindings.is_empty() {
         cfg["PortBindings"] = Value::Object(bindings);
     }
-    let body = json!({"Container": sb, "EndpointConfig": cfg});
-    let (st, v) = c.api(
-        "POST",
-        &format!("/networks/{}/connect", c.network),
-        Some(&body),
-    )?;
-    // 409: attached already (a repeated ADD): the result is what is there.
-    if st != 200 && st != 409 {
-        if created {
-            // Nothing half-made: the sandbox this ADD made goes again.
-            let _ = c.api("DELETE", &format!("/plumb/v1/sandboxes/{sb}"), None);
-        }
-        if st == 404 {
-            return Err(err(
-                7,
-                format!("plumb network {} not found", c.network),
-                message(&v),
-            ));
-        }
-        return Err(err(
-            100,
-            format!("connecting to network {} failed", c.network),
-            message(&v),
-        ));
-    }
-    result(c)
+    cfg
 }
 
-/// The CNI result of the container's endpoint on the network.
-fn result(c: &Call) -> Result<Value, CniError> {
-    let (_, sb) = c.api("GET", &format!("/plumb/v1/sandboxes/{}", c.sandbox()), None)?;
+/// The CNI error for plumbd refusing to make or connect the container's sandbox.
+fn connect_error(c: &Call, status: u16, v: &Value) -> CniError {
+    if status == 404 && message(v).contains("network") {
+        return err(
+            7,
+            format!("plumb network {} not found", c.network),
+            message(v),
+        );
+    }
+    let what = if message(v).starts_with("invalid Netns") {
+        "plumbd refused the container's namespace".to_owned()
+    } else {
+        format!(
+            "plumbing container {} into network {} failed",
+            c.container, c.network
+        )
+    };
+    err(100, what, message(v))
+}
+
+/// The CNI result of the container's endpoint on the network, from the sandbox's inspect.
+fn result(c: &Call, sb: &Value) -> Result<Value, CniError> {
     let ep = sb["Endpoints"]
         .as_array()
         .into_iter()
@@ -345,7 +369,8 @@ fn remove_if_unused(c: &Call, sb: &str) -> Result<(), CniError> {
 
 fn check(c: &Call) -> Result<(), CniError> {
     c.require(true)?;
-    let got = result(c)?;
+    let (_, sb) = c.api("GET", &format!("/plumb/v1/sandboxes/{}", c.sandbox()), None)?;
+    let got = result(c, &sb)?;
     if got["interfaces"][0]["name"] != c.ifname.as_str() {
         return Err(err(
             100,

@@ -424,13 +424,25 @@ pub fn element_batch(table: &str, changes: &[(ElemOp, &str, &[Elem])]) -> Batch 
     Batch::new(what, &msgs)
 }
 
+/// The table [`redirect_resolver`] makes inside a sandbox.
+const RESOLVER_TABLE: &str = "plumb_dns";
+
+/// Removes the resolver's table from a namespace plumb no longer plumbs (an adopted one that
+/// stays); nothing if it is not there. Send it from a thread inside that namespace.
+pub fn remove_resolver_redirect() -> Batch {
+    let mut table = Vec::new();
+    attr(&mut table, NFTA_TABLE_NAME, &cstr(RESOLVER_TABLE));
+    let msgs: Vec<BatchMsg> = vec![(NFT_MSG_DESTROYTABLE, 0, NFPROTO_IPV4, table)];
+    Batch::new("remove the resolver's redirection", &msgs)
+}
+
 /// The resolver's table inside a sandbox: queries to `resolver`:53 (UDP and TCP) go to the
 /// resolver's own ports and its answers come back from port 53, by rewriting the ports of
 /// locally sent packets, without connection tracking. A process in the sandbox may then use
 /// port 53 itself. Send it from a thread inside the sandbox's namespace; it replaces what
 /// was there.
 pub fn redirect_resolver(resolver: std::net::Ipv4Addr, udp_port: u16, tcp_port: u16) -> Batch {
-    const TABLE: &str = "plumb_dns";
+    const TABLE: &str = RESOLVER_TABLE;
     const CHAIN: &str = "out";
     let mut msgs: Vec<BatchMsg> = Vec::new();
     let mut table = Vec::new();

@@ -7,6 +7,7 @@ use plumb_core::model::Sandbox;
 use plumb_core::BoxError;
 use plumb_dns::DnsServer;
 use plumb_linux::netns;
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,6 +51,30 @@ async fn open_resolver(ns: PathBuf) -> Result<(UdpSocket, TcpListener), BoxError
 pub struct EmbeddedDns {
     /// The shared server.
     pub server: Arc<DnsServer>,
+    /// Removals of the redirection from adopted namespaces still under way, by namespace
+    /// path: a new sandbox on the same namespace waits for its removal first.
+    cleanups: std::sync::Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+}
+
+impl EmbeddedDns {
+    /// A resolver wiring sandboxes to `server`.
+    pub fn new(server: Arc<DnsServer>) -> Self {
+        EmbeddedDns {
+            server,
+            cleanups: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Waits for a removal from namespace `key` still under way, if any.
+    async fn settle(&self, key: &str) {
+        let pending = match self.cleanups.lock() {
+            Ok(mut m) => m.remove(key),
+            Err(_) => None,
+        };
+        if let Some(task) = pending {
+            let _ = task.await;
+        }
+    }
 }
 
 #[async_trait]
@@ -58,6 +83,7 @@ impl SandboxResolver for EmbeddedDns {
         if self.server.is_registered(&sb.id) {
             return Ok(());
         }
+        self.settle(&sb.key).await;
         let (udp, tcp) = open_resolver(PathBuf::from(&sb.key)).await?;
         let upstreams = (!sb.spec.dns.is_empty()).then(|| {
             sb.spec
@@ -72,5 +98,27 @@ impl SandboxResolver for EmbeddedDns {
 
     async fn detach(&self, sb: &Sandbox) {
         self.server.unregister(&sb.id);
+        // An adopted namespace outlives the sandbox: it keeps nothing of plumb's. Removing the
+        // table costs the kernel ~10 ms (unhooking its chain waits for an RCU grace period),
+        // so it runs after the answer; a new sandbox on that namespace waits for it.
+        if sb.spec.netns.is_none() || !netns::is_netns(std::path::Path::new(&sb.key)) {
+            return;
+        }
+        self.settle(&sb.key).await;
+        let (key, name) = (sb.key.clone(), sb.spec.name.clone());
+        let task = tokio::spawn(async move {
+            let batch = plumb_linux::nfnl::remove_resolver_redirect();
+            let ns = Some(PathBuf::from(&key));
+            // The runtime may remove the namespace meanwhile: nothing left to clean then.
+            if let Err(e) = netns::run_in(ns, move || batch.send()).await {
+                if netns::is_netns(std::path::Path::new(&key)) {
+                    tracing::warn!(sandbox = %name, error = %e, "could not remove the resolver's table from the adopted namespace");
+                }
+            }
+        });
+        if let Ok(mut m) = self.cleanups.lock() {
+            m.retain(|_, t| !t.is_finished());
+            m.insert(sb.key.clone(), task);
+        }
     }
 }

@@ -377,9 +377,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         default_pools: pools,
         default_bridge: args.default_bridge.clone(),
         resolver: embedded.then(|| {
-            Arc::new(dns::EmbeddedDns {
-                server: dns_server.clone(),
-            }) as Arc<dyn plumb_core::driver::SandboxResolver>
+            Arc::new(dns::EmbeddedDns::new(dns_server.clone()))
+                as Arc<dyn plumb_core::driver::SandboxResolver>
         }),
         names: Some(names),
         port_holder: Some(Arc::new(plumb_linux::host_ports::HostPorts::new())),
