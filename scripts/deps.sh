@@ -3,11 +3,12 @@
 set -euo pipefail
 # protobuf-compiler builds the etcd client; etcd-server (with etcdctl from etcd-client) runs
 # the cluster store in the multi-host tests (openssl makes their TLS certificates); iperf3
-# measures the overlay data path; runc, crun, podman and busybox-static run real containers
-# through the OCI hook and the CNI plugin; containernetworking-plugins is Podman's own default
+# measures the overlay data path; runc, crun, podman, containerd and busybox-static run real
+# containers through the OCI hook and the CNI plugin (containerd's service is not started by
+# this: the test runs its own daemon in a test namespace); containernetworking-plugins is Podman's own default
 # network (the benchmark's reference); curl fetches from containers in the tests.
 pkgs=(iproute2 nftables iputils-ping util-linux procps dnsutils dnsperf make gcc python3 curl
-      protobuf-compiler etcd-server etcd-client iperf3 openssl runc crun podman busybox-static
+      protobuf-compiler etcd-server etcd-client iperf3 openssl runc crun podman containerd busybox-static
       containernetworking-plugins)
 missing=()
 for p in "${pkgs[@]}"; do
