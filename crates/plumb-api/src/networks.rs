@@ -44,7 +44,12 @@ pub async fn inspect(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let v = s.ctl.network(&id).await?;
-    Ok(Json(render::network_inspect(&v)))
+    let mut out = render::network_inspect(&v);
+    let notes = s.ctl.network_notes(&v.network);
+    if !notes.is_empty() {
+        out["Notes"] = json!(notes);
+    }
+    Ok(Json(out))
 }
 
 /// `POST /networks/create`.

@@ -63,6 +63,18 @@ fn ipam_config(n: &Network) -> Value {
     })
 }
 
+/// The network's options as Docker shows them: the user's, and those the driver settled
+/// (a macvlan network's parent, an overlay's VNI), but not a bridge's generated name.
+fn options(n: &Network) -> BTreeMap<String, String> {
+    let mut o = n.spec.options.clone();
+    for (k, v) in &n.driver_options {
+        if k != "com.docker.network.bridge.name" {
+            o.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    o
+}
+
 /// A network as `GET /networks` lists it (no Containers).
 pub fn network_summary(n: &Network) -> Value {
     json!({
@@ -79,7 +91,7 @@ pub fn network_summary(n: &Network) -> Value {
         "Ingress": n.spec.ingress,
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": false,
-        "Options": n.spec.options,
+        "Options": options(n),
         "Labels": n.spec.labels,
     })
 }

@@ -136,6 +136,12 @@ pub trait NetworkDriver: Send + Sync {
         Ok(BTreeMap::new())
     }
 
+    /// What a user of the network should know that its settings do not say (a macvlan
+    /// network's host cannot reach its containers), shown by inspect as `Notes`.
+    fn notes(&self, _network: &Network) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Creates the network's kernel objects. Must succeed if they exist already as intended.
     async fn create_network(&self, network: &Network) -> Result<(), BoxError>;
 

@@ -4,9 +4,12 @@
 //!   isolation, masquerade and ICC.
 //! - [`overlay::OverlayDriver`]: one network across hosts, VXLAN over the underlay, peers
 //!   programmed from the cluster store.
+//! - [`lower::LowerDriver`]: macvlan and ipvlan, endpoint devices on a parent link made
+//!   straight inside the sandbox.
 //! - [`passive::PassiveDriver`]: `host` (sandboxes share the host's stack) and `null`
 //!   (loopback only).
 
 pub mod bridge;
+pub mod lower;
 pub mod overlay;
 pub mod passive;

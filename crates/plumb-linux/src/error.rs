@@ -44,6 +44,11 @@ impl LinuxError {
         }
     }
 
+    /// True when the kernel lacks what was asked for (a link kind it was built without).
+    pub fn is_unsupported(&self) -> bool {
+        self.errno() == Some(libc::EOPNOTSUPP)
+    }
+
     /// True when the failure means "it exists already".
     pub fn is_exists(&self) -> bool {
         self.errno() == Some(libc::EEXIST)

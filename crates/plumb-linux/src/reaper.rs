@@ -73,6 +73,16 @@ impl Reaper {
     }
 }
 
+/// Deletes device `d` of the calling thread's network namespace with a socket of its own,
+/// waiting for the kernel (run it on a thread that may block, e.g. inside
+/// [`crate::netns::run_in`]). A device already gone is fine.
+pub fn delete_here(d: &Doomed) -> Result<()> {
+    let err = |e: std::io::Error| LinuxError::io("open netlink socket", "reaper", e);
+    let mut sock = Socket::new(NETLINK_ROUTE).map_err(err)?;
+    sock.bind(&SocketAddr::new(0, 0)).map_err(err)?;
+    delete(&sock, 1, d)
+}
+
 /// Sends one RTM_DELLINK and waits for its answer; a device already gone is fine.
 fn delete(sock: &Socket, seq: u32, d: &Doomed) -> Result<()> {
     let mut link = LinkMessage::default();

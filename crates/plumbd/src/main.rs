@@ -8,6 +8,7 @@ use clap::Parser;
 use plumb_core::ipam::DefaultPool;
 use plumb_core::{Config, Controller};
 use plumb_drivers::bridge::BridgeDriver;
+use plumb_drivers::lower::{Flavor, LowerDriver};
 use plumb_drivers::overlay::OverlayDriver;
 use plumb_drivers::passive::PassiveDriver;
 use plumb_linux::files::ResolvConf;
@@ -342,6 +343,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut drivers: Vec<Arc<dyn plumb_core::driver::NetworkDriver>> = vec![
         Arc::new(BridgeDriver::new(ns.clone())),
+        Arc::new(LowerDriver::new(Flavor::MacVlan, ns.clone())),
+        Arc::new(LowerDriver::new(Flavor::IpVlan, ns.clone())),
         Arc::new(PassiveDriver::host()),
         Arc::new(PassiveDriver::null()),
     ];

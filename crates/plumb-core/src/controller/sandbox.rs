@@ -248,6 +248,17 @@ impl Controller {
             .unwrap_or_default()
     }
 
+    /// What the driver of `net` wants its users to know (see [`NetworkDriver::notes`]); empty
+    /// when the driver is not at hand.
+    ///
+    /// [`NetworkDriver::notes`]: crate::driver::NetworkDriver::notes
+    pub fn network_notes(&self, net: &crate::model::Network) -> Vec<String> {
+        self.drivers
+            .get(&net.spec.driver)
+            .map(|d| d.notes(net))
+            .unwrap_or_default()
+    }
+
     /// What the driver of `ep`'s network tells of it (a plugin's `EndpointOperInfo`); empty
     /// when the driver has nothing to say, is not at hand, or fails (logged). Never waits for
     /// a plugin to be found.

@@ -7,7 +7,7 @@
 //! network device waits for an RCU grace period (tens of milliseconds). A crash before the
 //! deletion leaves a veth that the start-up sweep removes.
 
-mod options;
+pub(crate) mod options;
 
 pub use options::BridgeOptions;
 

@@ -3,10 +3,13 @@
 
 mod addr;
 mod link;
+mod lower;
 mod neigh;
 mod route;
 
 pub use link::{LinkInfo, VethSpec};
+pub use lower::{LowerKind, LowerSpec, ProbedKind};
+pub use netlink_packet_route::link::{IpVlanMode, MacVlanMode};
 
 use crate::error::{LinuxError, Result};
 use crate::netns;
