@@ -5,64 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use plumb_e2e::{docker, host, ip_on, sandbox};
+use plumb_e2e::{client_in_ns, docker, echo, host, ip_on, sandbox, serve, spawn_ready, Servers};
 use plumb_testkit::TestHost;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
-fn echo() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("clients/echo_peer.py")
-        .display()
-        .to_string()
-}
-
-/// Echo servers inside a sandbox, killed on drop (also when an assertion fails).
-struct Servers(Child);
-
-impl Drop for Servers {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Spawns `cmd` and waits for the "ready" line it prints once it listens.
-fn spawn_ready(cmd: &mut Command) -> Servers {
-    let mut c = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(c.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let servers = Servers(c);
-    assert_eq!(line.trim(), "ready");
-    servers
-}
-
-/// Starts the echo servers inside a sandbox and waits until they listen.
-fn serve(h: &TestHost, sb: &str, ports: &[&str]) -> Servers {
-    spawn_ready(
-        Command::new(plumb_testkit::bin_dir().join("plumb"))
-            .args([
-                "-H",
-                &format!("unix://{}", h.socket.display()),
-                "exec",
-                sb,
-                "--",
-                "python3",
-                &echo(),
-                "serve",
-            ])
-            .args(ports),
-    )
-}
-
-fn client_in_ns(h: &TestHost, ns: &str, proto: &str, host: &str, port: u16) -> Option<String> {
-    let o = h.sh_in(ns, &format!("python3 {} {proto} {host} {port}", echo()));
-    o.ok().then(|| o.stdout.trim().to_owned())
-}
+use std::process::{Command, Stdio};
 
 #[test]
 fn published_ports_from_outside_host_and_containers() {

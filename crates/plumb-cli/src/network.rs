@@ -77,6 +77,10 @@ pub struct CreateArgs {
     /// Enable IPv6.
     #[arg(long)]
     ipv6: bool,
+    /// Enable IPv4 (`--ipv4=false` with `--ipv6` makes an IPv6-only network).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", require_equals = true)]
+    ipv4: bool,
     /// Allow manual attachment.
     #[arg(long)]
     attachable: bool,
@@ -230,6 +234,7 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> anyhow::Result<()> {
                 "Internal": a.internal,
                 "Attachable": a.attachable,
                 "EnableIPv6": a.ipv6,
+                "EnableIPv4": a.ipv4,
                 "IPAM": {
                     "Driver": a.ipam_driver,
                     "Config": ipam_config(&a)?,

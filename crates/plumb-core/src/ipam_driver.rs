@@ -134,9 +134,12 @@ pub struct DefaultIpam {
 }
 
 impl DefaultIpam {
-    /// A driver choosing pools from `defaults` (and the unique-local IPv6 default).
+    /// A driver choosing pools from `defaults` (and the unique-local IPv6 default when
+    /// `defaults` has no IPv6 base).
     pub fn new(mut defaults: Vec<DefaultPool>) -> Self {
-        defaults.push(crate::ipam::default_v6_pool());
+        if !defaults.iter().any(|p| p.base.addr().is_ipv6()) {
+            defaults.push(crate::ipam::default_v6_pool());
+        }
         DefaultIpam {
             defaults,
             pools: Mutex::new(HashMap::new()),

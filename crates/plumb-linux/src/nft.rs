@@ -10,7 +10,12 @@
 //!   bridge as input and output, and must go through.
 //! - `internal`: bridges of internal networks; traffic between them and anything else drops.
 //! - `bridges` and `masq4`/`masq6`: egress of these subnets leaving through a non-plumb
-//!   interface is masqueraded.
+//!   interface is masqueraded (NAT gateway mode only).
+//! - Direct access from outside: nothing coming from a non-plumb interface reaches a
+//!   container except replies and published ports (DNAT); `routed4`/`routed6` bridges (routed
+//!   gateway mode) also take ICMP and the container ports in `open4`/`open6` at the
+//!   container's own address; `unprot4`/`unprot6` bridges (`nat-unprotected`) take anything,
+//!   as before Docker 28.
 //!
 //! Inter-container communication inside a network (ICC) is not a firewall matter here: with
 //! ICC off, each bridge port is made isolated (IFLA_BRPORT_ISOLATED), so ports reach the
@@ -32,6 +37,12 @@ table inet plumb {
     set isolated { type ifname . ifname; }
     set masq4 { type ipv4_addr; flags interval; }
     set masq6 { type ipv6_addr; flags interval; }
+    set routed4 { type ifname; }
+    set routed6 { type ifname; }
+    set unprot4 { type ifname; }
+    set unprot6 { type ifname; }
+    set open4 { type ipv4_addr . inet_proto . inet_service; }
+    set open6 { type ipv6_addr . inet_proto . inet_service; }
     map dnat4 { type inet_proto . inet_service : ipv4_addr . inet_service; }
     map dnat4_ip { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }
     map dnat6 { type inet_proto . inet_service : ipv6_addr . inet_service; }
@@ -60,6 +71,14 @@ table inet plumb {
         oifname @internal iifname != @internal drop
         ct status dnat oifname @bridges accept
         iifname . oifname @isolated drop
+        oifname @bridges iifname != @bridges ct state established,related accept
+        oifname @routed4 iifname != @bridges ip protocol icmp accept
+        oifname @routed4 iifname != @bridges ip daddr . meta l4proto . th dport @open4 accept
+        oifname @routed6 iifname != @bridges meta l4proto ipv6-icmp accept
+        oifname @routed6 iifname != @bridges ip6 daddr . meta l4proto . th dport @open6 accept
+        oifname @unprot4 iifname != @bridges meta nfproto ipv4 accept
+        oifname @unprot6 iifname != @bridges meta nfproto ipv6 accept
+        oifname @bridges iifname != @bridges drop
     }
     chain postrouting {
         type nat hook postrouting priority srcnat; policy accept;
@@ -83,8 +102,26 @@ pub struct NetworkRules {
     pub internal: bool,
     /// Bridges of the other networks, to isolate from.
     pub peers: Vec<String>,
-    /// Masquerade egress.
+    /// Masquerade egress (of the families in NAT mode).
     pub masquerade: bool,
+    /// How IPv4 leaves and enters.
+    pub gateway4: GatewayMode,
+    /// How IPv6 leaves and enters.
+    pub gateway6: GatewayMode,
+}
+
+/// How one address family of a bridge network meets the outside (Docker's
+/// `com.docker.network.bridge.gateway_mode_ipv4/6`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GatewayMode {
+    /// Egress masqueraded; from outside only replies and published ports (DNAT).
+    #[default]
+    Nat,
+    /// Egress masqueraded; anything routed to a container's address reaches it.
+    NatUnprotected,
+    /// No masquerade: containers use their own addresses outside; from outside, replies,
+    /// ICMP and published container ports at the container's address.
+    Routed,
 }
 
 /// Runs `script` through `nft -f -`.
@@ -146,17 +183,24 @@ fn network_elements(r: &NetworkRules) -> Vec<(&'static str, Vec<Elem>)> {
     if !pairs.is_empty() {
         out.push(("isolated", pairs));
     }
-    if r.masquerade && !r.internal {
-        for v6 in [false, true] {
-            let elems: Vec<Elem> = r
-                .subnets
-                .iter()
-                .filter(|n| matches!(n, IpNet::V6(_)) == v6)
-                .flat_map(|n| Elem::prefix(*n))
-                .collect();
-            if !elems.is_empty() {
-                out.push((if v6 { "masq6" } else { "masq4" }, elems));
-            }
+    for (v6, mode) in [(false, r.gateway4), (true, r.gateway6)] {
+        let masq = r.masquerade && !r.internal && mode != GatewayMode::Routed;
+        let elems: Vec<Elem> = r
+            .subnets
+            .iter()
+            .filter(|n| matches!(n, IpNet::V6(_)) == v6)
+            .flat_map(|n| Elem::prefix(*n))
+            .collect();
+        if masq && !elems.is_empty() {
+            out.push((if v6 { "masq6" } else { "masq4" }, elems));
+        }
+        let bridge = || vec![Elem::key(Concat::new().ifname(b))];
+        match (mode, v6) {
+            (GatewayMode::Routed, false) => out.push(("routed4", bridge())),
+            (GatewayMode::Routed, true) => out.push(("routed6", bridge())),
+            (GatewayMode::NatUnprotected, false) => out.push(("unprot4", bridge())),
+            (GatewayMode::NatUnprotected, true) => out.push(("unprot6", bridge())),
+            (GatewayMode::Nat, _) => {}
         }
     }
     out
@@ -271,6 +315,35 @@ pub fn add_ports(to: PortTarget, ports: &[PortElement]) -> Result<()> {
 /// Removes published ports; missing elements are fine.
 pub fn remove_ports(to: PortTarget, ports: &[PortElement]) -> Result<()> {
     apply_ports(ElemOp::Destroy, to, ports)
+}
+
+/// A container port opened at the container's own address (routed gateway mode).
+pub type OpenPort = (std::net::IpAddr, &'static str, u16);
+
+/// Opens (`Add`) or closes (`Destroy`) container ports at containers' own addresses, in one
+/// transaction; missing elements are fine when closing.
+pub fn open_ports(op: ElemOp, ports: &[OpenPort]) -> Result<()> {
+    let elems = |v6: bool| -> Vec<Elem> {
+        ports
+            .iter()
+            .filter(|(a, _, _)| a.is_ipv6() == v6)
+            .map(|&(a, proto, port)| {
+                Elem::key(Concat::new().addr(a).proto(proto_number(proto)).port(port))
+            })
+            .collect()
+    };
+    let (v4, v6) = (elems(false), elems(true));
+    let mut changes: Vec<(ElemOp, &str, &[Elem])> = Vec::new();
+    if !v4.is_empty() {
+        changes.push((op, "open4", &v4));
+    }
+    if !v6.is_empty() {
+        changes.push((op, "open6", &v6));
+    }
+    if changes.is_empty() {
+        return Ok(());
+    }
+    element_batch("plumb", &changes).send_shared()
 }
 
 /// True when plumb's table exists.

@@ -295,8 +295,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for p in &args.default_address_pool {
         pools.push(DefaultPool::parse(p)?);
     }
-    if pools.is_empty() {
-        pools = plumb_core::ipam::docker_default_pools();
+    // Each family's pools replace that family's defaults only (an IPv6 base alone keeps
+    // Docker's IPv4 pools; the unique-local IPv6 default is added where no IPv6 base is given).
+    if !pools.iter().any(|p| p.base.addr().is_ipv4()) {
+        pools.extend(plumb_core::ipam::docker_default_pools());
     }
     std::fs::create_dir_all(&args.root)
         .with_context(|| format!("creating {}", args.root.display()))?;

@@ -66,6 +66,15 @@ impl Controller {
                 ),
             ));
         }
+        if caps.needs_addresses && !spec.enable_ipv4 && !spec.enable_ipv6 {
+            return Err(Error::invalid(
+                "EnableIPv4",
+                format!(
+                    "a {} network needs IPv4 or IPv6: enable one (--ipv6 for an IPv6-only network)",
+                    spec.driver
+                ),
+            ));
+        }
         spec.scope = if caps.global {
             crate::model::Scope::Global
         } else {

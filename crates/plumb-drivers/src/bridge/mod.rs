@@ -18,6 +18,7 @@ use plumb_core::ports::PortMapping;
 use plumb_core::{BoxError, NetworkId};
 use plumb_linux::namespaces::Namespaces;
 use plumb_linux::netns;
+use plumb_linux::nfnl::ElemOp;
 use plumb_linux::nft::{self, NetworkRules};
 use plumb_linux::nl::VethSpec;
 use plumb_linux::reaper::Doomed;
@@ -60,6 +61,9 @@ pub struct BridgeDriver {
     ipv6_conf: Option<SysctlDir>,
     /// `/proc/sys/net/ipv4/conf` of the host namespace.
     ipv4_conf: Option<SysctlDir>,
+    /// Container ports opened at endpoints' own addresses (routed mode), with how many
+    /// published mappings lead to each.
+    open: Mutex<HashMap<plumb_core::EndpointId, HashMap<nft::OpenPort, usize>>>,
 }
 
 /// A locally administered MAC for a network's bridge, derived from the network id so that it
@@ -107,6 +111,7 @@ impl BridgeDriver {
             bridges: Mutex::new(HashMap::new()),
             ipv6_conf: SysctlDir::open("net.ipv6.conf").ok(),
             ipv4_conf: SysctlDir::open("net.ipv4.conf").ok(),
+            open: Mutex::new(HashMap::new()),
         }
     }
 
@@ -129,7 +134,64 @@ impl BridgeDriver {
             internal: net.spec.internal,
             peers,
             masquerade: o.masquerade,
+            gateway4: o.gateway4,
+            gateway6: o.gateway6,
         }
+    }
+
+    /// Counts `ports` of `ep` in (`add`) or out of the container ports opened at its own
+    /// addresses (the families of `net` in routed mode); returns those whose count went from
+    /// 0 to 1 (adding) or from 1 to 0 (removing). Two mappings to one container port open it
+    /// once, and it closes with the last.
+    fn opened(
+        &self,
+        net: &Network,
+        ep: &Endpoint,
+        ports: &[PortMapping],
+        add: bool,
+    ) -> Result<Vec<nft::OpenPort>, BoxError> {
+        let o = BridgeOptions::of(net)?;
+        let addrs: Vec<IpAddr> = [ep.ipv4, ep.ipv6]
+            .into_iter()
+            .flatten()
+            .map(|a| a.addr())
+            .filter(|a| {
+                let mode = if a.is_ipv6() { o.gateway6 } else { o.gateway4 };
+                mode == nft::GatewayMode::Routed
+            })
+            .collect();
+        let mut changed = Vec::new();
+        if addrs.is_empty() {
+            return Ok(changed);
+        }
+        let mut all = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let counts = all.entry(ep.id.clone()).or_default();
+        for m in ports {
+            for &a in &addrs {
+                let family_ok = m.host_ip.is_none_or(|h| h.is_ipv6() == a.is_ipv6());
+                if !family_ok {
+                    continue;
+                }
+                let key = (a, m.proto.as_str(), m.container_port);
+                let n = counts.entry(key).or_default();
+                if add {
+                    *n += 1;
+                    if *n == 1 {
+                        changed.push(key);
+                    }
+                } else if *n > 0 {
+                    *n -= 1;
+                    if *n == 0 {
+                        changed.push(key);
+                    }
+                }
+            }
+        }
+        counts.retain(|_, n| *n > 0);
+        if counts.is_empty() {
+            all.remove(&ep.id);
+        }
+        Ok(changed)
     }
 
     async fn bridge_index(&self, net: &Network) -> Result<u32, BoxError> {
@@ -410,7 +472,7 @@ impl NetworkDriver for BridgeDriver {
 
     async fn program_external(
         &self,
-        _net: &Network,
+        net: &Network,
         ep: &Endpoint,
         ports: &[PortMapping],
     ) -> Result<(), BoxError> {
@@ -418,13 +480,18 @@ impl NetworkDriver for BridgeDriver {
             return Ok(());
         }
         let (to, elems) = port_elements(ep, ports);
-        tokio::task::spawn_blocking(move || nft::add_ports(to, &elems)).await??;
+        let open = self.opened(net, ep, ports, true)?;
+        tokio::task::spawn_blocking(move || {
+            nft::add_ports(to, &elems)?;
+            nft::open_ports(ElemOp::Add, &open)
+        })
+        .await??;
         Ok(())
     }
 
     async fn revoke_external(
         &self,
-        _net: &Network,
+        net: &Network,
         ep: &Endpoint,
         ports: &[PortMapping],
     ) -> Result<(), BoxError> {
@@ -432,7 +499,12 @@ impl NetworkDriver for BridgeDriver {
             return Ok(());
         }
         let (to, elems) = port_elements(ep, ports);
-        tokio::task::spawn_blocking(move || nft::remove_ports(to, &elems)).await??;
+        let closed = self.opened(net, ep, ports, false)?;
+        tokio::task::spawn_blocking(move || {
+            nft::remove_ports(to, &elems)?;
+            nft::open_ports(ElemOp::Destroy, &closed)
+        })
+        .await??;
         Ok(())
     }
 

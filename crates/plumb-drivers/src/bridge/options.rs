@@ -2,6 +2,7 @@
 
 use plumb_core::model::Network;
 use plumb_core::BoxError;
+use plumb_linux::nft::GatewayMode;
 
 /// Bridge name option.
 pub const NAME: &str = "com.docker.network.bridge.name";
@@ -15,6 +16,10 @@ pub const MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
 pub const DEFAULT_BRIDGE: &str = "com.docker.network.bridge.default_bridge";
 /// Default host address for published ports (accepted, used by port publishing).
 pub const HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
+/// How IPv4 meets the outside: nat, nat-unprotected or routed.
+pub const GATEWAY_MODE_V4: &str = "com.docker.network.bridge.gateway_mode_ipv4";
+/// How IPv6 meets the outside: nat, nat-unprotected or routed.
+pub const GATEWAY_MODE_V6: &str = "com.docker.network.bridge.gateway_mode_ipv6";
 
 /// The bridge options of one network.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +32,19 @@ pub struct BridgeOptions {
     pub icc: bool,
     /// Egress is masqueraded.
     pub masquerade: bool,
+    /// IPv4's gateway mode.
+    pub gateway4: GatewayMode,
+    /// IPv6's gateway mode.
+    pub gateway6: GatewayMode,
+}
+
+fn parse_gateway_mode(key: &str, v: &str) -> Result<GatewayMode, BoxError> {
+    match v {
+        "nat" => Ok(GatewayMode::Nat),
+        "nat-unprotected" => Ok(GatewayMode::NatUnprotected),
+        "routed" => Ok(GatewayMode::Routed),
+        _ => Err(format!("option {key}={v:?}: expected nat, nat-unprotected or routed").into()),
+    }
 }
 
 fn parse_bool(key: &str, v: &str) -> Result<bool, BoxError> {
@@ -55,7 +73,16 @@ impl BridgeOptions {
         for key in opts.keys() {
             let ours = key.starts_with("com.docker.network.bridge.")
                 || key.starts_with("com.docker.network.driver.");
-            let known = [NAME, MTU, ICC, MASQUERADE, DEFAULT_BRIDGE, HOST_BINDING];
+            let known = [
+                NAME,
+                MTU,
+                ICC,
+                MASQUERADE,
+                DEFAULT_BRIDGE,
+                HOST_BINDING,
+                GATEWAY_MODE_V4,
+                GATEWAY_MODE_V6,
+            ];
             if ours && !known.contains(&key.as_str()) {
                 return Err(format!(
                     "option {key} is not supported by the bridge driver (supported: {})",
@@ -99,11 +126,19 @@ impl BridgeOptions {
             v.parse::<std::net::IpAddr>()
                 .map_err(|_| format!("option {HOST_BINDING}={v:?}: expected an IP address"))?;
         }
+        let mode = |key| {
+            opts.get(key)
+                .map(|v| parse_gateway_mode(key, v))
+                .transpose()
+                .map(Option::unwrap_or_default)
+        };
         Ok(BridgeOptions {
             name,
             mtu,
             icc,
             masquerade,
+            gateway4: mode(GATEWAY_MODE_V4)?,
+            gateway6: mode(GATEWAY_MODE_V6)?,
         })
     }
 }
