@@ -3,7 +3,7 @@
 //! CLI. Runs plumbd in a throwaway namespace (plumb-testkit);
 //! prints one JSON object per figure, then a Markdown table.
 //!
-//! Usage: `plumb-bench [ENDPOINTS] [endpoints|api|dns|ports|floor|netrm|overlay|fanout|plugins|runtimes|soak]...` (default 1000,
+//! Usage: `plumb-bench [ENDPOINTS] [endpoints|api|dns|ports|floor|netrm|overlay|fanout|plugins|runtimes|macvlan|ipv6|soak]...` (default 1000,
 //! all sections but soak; `plumb-bench --help` lists them), as
 //! root, after building the release
 //! binaries (`cargo build --release -p plumbd -p plumb-cli -p plumb-bench`).
@@ -14,6 +14,7 @@ mod concurrency;
 mod dns;
 mod floor;
 mod lifecycle;
+mod lower;
 mod overlay;
 mod plugins;
 mod ports;
@@ -330,6 +331,14 @@ const SECTIONS: &[(&str, &str)] = &[
         "one plugin call over a unix socket; connect through remote driver and IPAM vs bridge (ENDPOINTS/5)",
     ),
     (
+        "macvlan",
+        "macvlan connect over ENDPOINTS endpoints and its growth; TCP against a plain macvlan pair",
+    ),
+    (
+        "ipv6",
+        "connect to an IPv6-only network against an IPv4-only one (ENDPOINTS/2 each)",
+    ),
+    (
         "runtimes",
         "podman run through plumb-cni vs Podman's default network; CNI ADD/DEL (ENDPOINTS/20 runs)",
     ),
@@ -442,6 +451,12 @@ fn main() {
     }
     if run("plugins") {
         plugins::plugin_figures(&mut figures, (n / 5).max(20));
+    }
+    if run("macvlan") {
+        lower::macvlan_figures(&mut figures, n);
+    }
+    if run("ipv6") {
+        lower::ipv6_figures(&mut figures, (n / 2).max(20));
     }
     if run("runtimes") {
         runtimes::runtime_figures(&mut figures, (n / 20).max(10));

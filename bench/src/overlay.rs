@@ -48,7 +48,7 @@ fn until_reply(h: &TestHost, from: &str, ip: &str) -> f64 {
 
 /// Bits per second of a 3 s iperf3 TCP run from `client` to `server` (shell prefixes that
 /// enter the two ends), parsed from iperf3's JSON.
-fn iperf(h: &TestHost, server_ns: &str, client_ns: &str, server_ip: &str) -> f64 {
+pub fn iperf(h: &TestHost, server_ns: &str, client_ns: &str, server_ip: &str) -> f64 {
     let s = h.sh(&format!(
         "{server_ns} iperf3 -s -1 -D -p 5201 >/dev/null 2>&1"
     ));

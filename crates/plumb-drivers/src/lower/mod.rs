@@ -269,10 +269,14 @@ impl NetworkDriver for LowerDriver {
         sb: &Sandbox,
         ifname: &str,
     ) -> Result<JoinInfo, BoxError> {
+        let mut ph = plumb_core::timing::Phases::default();
+        ph.start();
         let o = self.options(net)?;
         let parent = self.parent_index(net).await?;
+        ph.mark("parent");
         let snl = self.ns.get(Path::new(&sb.key)).await?;
         let sandbox_ns = netns::open(Path::new(&sb.key))?;
+        ph.mark("open_ns");
         let kind = match o.mode {
             Mode::MacVlan(m) => LowerKind::MacVlan(m),
             Mode::IpVlan(m) => LowerKind::IpVlan(m),
@@ -291,6 +295,7 @@ impl NetworkDriver for LowerDriver {
             Err(e) if e.is_exists() && snl.link(ifname).await?.is_some() => {}
             Err(e) => return Err(e.into()),
         }
+        ph.mark("add_device");
         let addrs: Vec<_> = [ep.ipv4, ep.ipv6].into_iter().flatten().collect();
         if let Err(e) = snl.address_and_up(ifname, &addrs).await {
             if let Some(l) = snl.link(ifname).await.ok().flatten() {
@@ -298,6 +303,8 @@ impl NetworkDriver for LowerDriver {
             }
             return Err(e.into());
         }
+        ph.mark("addr_up");
+        ph.finish("lower_join");
         Ok(Self::join_info(net))
     }
 
