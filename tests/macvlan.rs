@@ -259,3 +259,103 @@ fn what_this_kernel_lacks_is_refused_cleanly() {
     // The subnets are free again.
     h.plumb_ok(&["network", "create", "--subnet", "10.83.0.0/24", "again"]);
 }
+
+#[test]
+fn the_docker_cli_makes_macvlan_ipv6_only_and_routed_networks() {
+    let Some(mut h) = host() else { return };
+    add_lan(&mut h);
+    let docker = |args: &[&str]| {
+        let o = plumb_e2e::docker(&h, args);
+        assert!(o.ok(), "docker {args:?}: {}", o.stderr);
+        o.stdout
+    };
+    docker(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "-o",
+        "parent=lan0",
+        "--subnet",
+        "10.80.0.0/24",
+        "--gateway",
+        "10.80.0.254",
+        "--aux-address",
+        "host=10.80.0.1",
+        "dmv",
+    ]);
+    let f = docker(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{.Driver}} {{.Options.parent}}",
+        "dmv",
+    ]);
+    assert_eq!(f.trim(), "macvlan lan0");
+    docker(&["network", "create", "--ipv4=false", "--ipv6", "d6"]);
+    let f = docker(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{.EnableIPv4}} {{.EnableIPv6}}",
+        "d6",
+    ]);
+    assert_eq!(f.trim(), "false true");
+    docker(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.88.0.0/24",
+        "-o",
+        "com.docker.network.bridge.gateway_mode_ipv4=routed",
+        "drouted",
+    ]);
+    let o = plumb_e2e::docker(
+        &h,
+        &[
+            "network",
+            "create",
+            "-d",
+            "ipvlan",
+            "-o",
+            "parent=lan0",
+            "dipv",
+        ],
+    );
+    assert!(!o.ok() && o.stderr.contains("ipvlan"), "{}", o.stderr);
+    for n in ["dmv", "d6", "drouted"] {
+        docker(&["network", "rm", n]);
+    }
+}
+
+#[test]
+fn macvlan_addresses_can_come_from_a_remote_ipam_plugin() {
+    let Some(mut h) = host() else { return };
+    add_lan(&mut h);
+    let ipam = plumb_testkit::PluginProc::start(&h, "examples/plugins/ipam_driver.py", "pyipam");
+    h.plumb_ok(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "-o",
+        "parent=lan0",
+        "--ipam-driver",
+        "pyipam",
+        "mvr",
+    ]);
+    for sb in ["a", "b"] {
+        h.plumb_ok(&["sandbox", "create", sb]);
+        h.plumb_ok(&["network", "connect", "mvr", sb]);
+    }
+    let b = ip_on(&h, "b", "mvr");
+    assert!(b.starts_with("10.123.0."), "the plugin's pool: {b}");
+    assert!(can_ping(&h, "a", &b));
+    assert!(
+        ipam.call_names()
+            .iter()
+            .any(|c| c == "IpamDriver.RequestAddress"),
+        "{:?}",
+        ipam.call_names()
+    );
+}
