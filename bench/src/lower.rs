@@ -9,7 +9,7 @@ use serde_json::json;
 use std::time::Instant;
 
 /// Milliseconds of one connect of a new sandbox `sb` to `net` through the API.
-fn connect_ms(h: &TestHost, net: &str, sb: &str) -> f64 {
+pub fn connect_ms(h: &TestHost, net: &str, sb: &str) -> f64 {
     let (st, v) = h.api("POST", "/plumb/v1/sandboxes", Some(&json!({"Name": sb})));
     assert_eq!(st, 201, "{v}");
     let t = Instant::now();

@@ -13,16 +13,7 @@ use std::time::{Duration, Instant};
 /// Creates sandbox `sb` and connects it to `net` through the API: milliseconds of the
 /// connect, and the address it got.
 pub fn connect(h: &TestHost, net: &str, sb: &str) -> (f64, String) {
-    let (st, v) = h.api("POST", "/plumb/v1/sandboxes", Some(&json!({"Name": sb})));
-    assert_eq!(st, 201, "{v}");
-    let t = Instant::now();
-    let (st, v) = h.api(
-        "POST",
-        &format!("/networks/{net}/connect"),
-        Some(&json!({"Container": sb})),
-    );
-    let ms = t.elapsed().as_secs_f64() * 1e3;
-    assert_eq!(st, 200, "{v}");
+    let ms = crate::lower::connect_ms(h, net, sb);
     let (_, v) = h.api("GET", &format!("/networks/{net}"), None);
     let ip = v["Containers"]
         .as_object()

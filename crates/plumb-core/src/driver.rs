@@ -68,6 +68,24 @@ pub struct JoinInfo {
     pub ifname: Option<String>,
 }
 
+impl JoinInfo {
+    /// The gateways of `network`'s pools (none for an internal network), as a driver whose
+    /// endpoints route through the network's own gateways offers them.
+    pub fn pool_gateways(network: &Network) -> Self {
+        let mut info = JoinInfo::default();
+        if !network.spec.internal {
+            for p in &network.pools {
+                match p.gateway {
+                    Some(std::net::IpAddr::V4(g)) => info.gateway_v4 = Some(g),
+                    Some(std::net::IpAddr::V6(g)) => info.gateway_v6 = Some(g),
+                    None => {}
+                }
+            }
+        }
+        info
+    }
+}
+
 /// A driver's refusal of what the user asked for (an option, a name), as opposed to a
 /// failure: the controller answers it as an invalid parameter naming `field`.
 #[derive(Debug, thiserror::Error)]

@@ -442,17 +442,7 @@ impl NetworkDriver for BridgeDriver {
         ifname: &str,
     ) -> Result<JoinInfo, BoxError> {
         self.plumb_veth(net, ep, sb, ifname).await?;
-        let mut info = JoinInfo::default();
-        if !net.spec.internal {
-            for p in &net.pools {
-                match p.gateway {
-                    Some(IpAddr::V4(g)) => info.gateway_v4 = Some(g),
-                    Some(IpAddr::V6(g)) => info.gateway_v6 = Some(g),
-                    None => {}
-                }
-            }
-        }
-        Ok(info)
+        Ok(JoinInfo::pool_gateways(net))
     }
 
     async fn leave(&self, _net: &Network, ep: &Endpoint, sb: &Sandbox) -> Result<(), BoxError> {

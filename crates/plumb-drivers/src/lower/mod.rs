@@ -25,7 +25,6 @@ use plumb_linux::netns;
 use plumb_linux::nl::{LowerKind, LowerSpec, ProbedKind};
 use plumb_linux::reaper::Doomed;
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -119,26 +118,11 @@ impl LowerDriver {
             .await?
             .ok_or_else(|| format!("parent {name} vanished after creation"))?;
         // The kernel ignores an alias given at creation: the mark is set now. (A crash in
-        // between leaves an unmarked link of plumb's name pattern, which create_network
-        // adopts on the next try.)
+        // between leaves an unmarked sink, which create_network marks on the next try, or an
+        // unmarked VLAN sub-interface, which is then left alone as if it were the user's.)
         host.set_alias(l.index, &owner_mark(net)).await?;
         host.set_up(l.index, true).await?;
         Ok(l.index)
-    }
-
-    /// The addresses of an endpoint and the gateways it offers.
-    fn join_info(net: &Network) -> JoinInfo {
-        let mut info = JoinInfo::default();
-        if !net.spec.internal {
-            for p in &net.pools {
-                match p.gateway {
-                    Some(IpAddr::V4(g)) => info.gateway_v4 = Some(g),
-                    Some(IpAddr::V6(g)) => info.gateway_v6 = Some(g),
-                    None => {}
-                }
-            }
-        }
-        info
     }
 }
 
@@ -305,7 +289,7 @@ impl NetworkDriver for LowerDriver {
         }
         ph.mark("addr_up");
         ph.finish("lower_join");
-        Ok(Self::join_info(net))
+        Ok(JoinInfo::pool_gateways(net))
     }
 
     async fn leave(&self, _net: &Network, ep: &Endpoint, sb: &Sandbox) -> Result<(), BoxError> {
