@@ -24,6 +24,19 @@ pub struct SandboxView {
 }
 
 impl Controller {
+    /// Takes back what creating `sb` did outside the store (its resolver, its namespace and
+    /// files); what cannot be removed now becomes a repair item.
+    async fn undo_sandbox_os(&self, sb: &Sandbox) {
+        if let Some(r) = &self.config.resolver {
+            r.detach(sb).await;
+        }
+        if let Err(undo) = self.os.delete(sb).await {
+            let action = RepairAction::DeleteSandbox(Box::new(sb.clone()));
+            self.repairs
+                .record("remove namespace", &sb.spec.name, action, &undo);
+        }
+    }
+
     /// Creates a sandbox: a network namespace with loopback up, hosts and resolv.conf.
     pub async fn create_sandbox(&self, mut spec: SandboxSpec) -> Result<Sandbox> {
         validate_name("Name", &spec.name)?;
@@ -57,40 +70,36 @@ impl Controller {
             created_unix_nanos: now_nanos(),
         };
         let key = sandbox_key(&sb.id);
-        let rev = match self
-            .commit(vec![Op::Put {
-                key: key.clone(),
-                value: encode(&sb),
-                expect: Expect::Absent,
-                lease: None,
-            }])
-            .await
-        {
+        // The record and the kernel side at once (as a connect does): a crash between them
+        // leaves either a record the start heals or a namespace the start-up sweep removes.
+        let commit = self.commit(vec![Op::Put {
+            key: key.clone(),
+            value: encode(&sb),
+            expect: Expect::Absent,
+            lease: None,
+        }]);
+        let kernel = async {
+            let os_result = match self.os.create(&sb).await {
+                Ok(()) => self.os.write_hosts(&sb, &[]).await,
+                Err(e) => Err(e),
+            };
+            match (os_result, &self.config.resolver) {
+                (Ok(()), Some(r)) if !sb.spec.host_mode => r.attach(&sb).await,
+                (r, _) => r,
+            }
+        };
+        let (committed, os_result) = tokio::join!(commit, kernel);
+        st.phases.mark("commit_and_namespace");
+        let rev = match committed {
             Ok(rev) => rev,
             Err(e) => {
+                self.undo_sandbox_os(&sb).await;
                 self.release_ports(&mut st, &sb.id, &sb.spec.ports);
                 return Err(e);
             }
         };
-        st.phases.mark("commit");
-        let os_result = match self.os.create(&sb).await {
-            Ok(()) => self.os.write_hosts(&sb, &[]).await,
-            Err(e) => Err(e),
-        };
-        st.phases.mark("namespace");
-        let os_result = match (os_result, &self.config.resolver) {
-            (Ok(()), Some(r)) if !sb.spec.host_mode => r.attach(&sb).await,
-            (r, _) => r,
-        };
         if let Err(e) = os_result {
-            if let Some(r) = &self.config.resolver {
-                r.detach(&sb).await;
-            }
-            if let Err(undo) = self.os.delete(&sb).await {
-                let action = RepairAction::DeleteSandbox(Box::new(sb.clone()));
-                self.repairs
-                    .record("remove namespace", &sb.spec.name, action, &undo);
-            }
+            self.undo_sandbox_os(&sb).await;
             self.release_ports(&mut st, &sb.id, &sb.spec.ports);
             if let Err(undo) = self
                 .commit(vec![Op::delete(key.clone(), Expect::Any)])
@@ -116,7 +125,6 @@ impl Controller {
                 programmed: Vec::new(),
             },
         );
-        st.phases.mark("resolver");
         st.phases.finish("create_sandbox");
         drop(st);
         self.emit(sandbox_event("create", &sb));
