@@ -33,6 +33,15 @@ pub fn sandbox(h: &TestHost, name: &str) -> Value {
 
 /// The IPv4 address (without prefix) of a sandbox's endpoint on `network`.
 pub fn ip_on(h: &TestHost, sandbox_name: &str, network: &str) -> String {
+    address_on(h, sandbox_name, network, "IPv4Address")
+}
+
+/// The IPv6 address (without prefix) of a sandbox's endpoint on `network`.
+pub fn ip6_on(h: &TestHost, sandbox_name: &str, network: &str) -> String {
+    address_on(h, sandbox_name, network, "IPv6Address")
+}
+
+fn address_on(h: &TestHost, sandbox_name: &str, network: &str, field: &str) -> String {
     let sb = sandbox(h, sandbox_name);
     let ep = sb["Endpoints"]
         .as_array()
@@ -40,7 +49,7 @@ pub fn ip_on(h: &TestHost, sandbox_name: &str, network: &str) -> String {
         .iter()
         .find(|e| e["Network"] == network)
         .unwrap_or_else(|| panic!("{sandbox_name} has no endpoint on {network}: {sb}"));
-    ep["IPv4Address"]
+    ep[field]
         .as_str()
         .unwrap()
         .split('/')

@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use plumb_e2e::{client_in_ns, host, ip_on, sandbox, serve, TestHost};
+use plumb_e2e::{client_in_ns, host, ip6_on, ip_on, serve, TestHost};
 
 /// The outside namespace with IPv6 too (host fd99::1, outside fd99::2, the host's IPv6
 /// default route through it) and routes to `subnets` through the host.
@@ -29,23 +29,23 @@ fn outside_with_routes(h: &mut TestHost, subnets: &[&str]) -> String {
     out
 }
 
-/// The endpoint's IPv6 address (without prefix) on `network`.
-fn ip6_on(h: &TestHost, sb: &str, network: &str) -> String {
-    let v = sandbox(h, sb);
-    let ep = v["Endpoints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["Network"] == network)
-        .cloned()
-        .unwrap();
-    ep["IPv6Address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned()
+/// An echo server in the outside namespace on port 7000 (both families).
+fn serve_outside(out: &str) -> plumb_e2e::Servers {
+    plumb_e2e::spawn_ready(
+        std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{out}"))
+            .args(["python3", &plumb_e2e::echo(), "serve", "7000"]),
+    )
+}
+
+/// The address the outside echo server saw for a connection from sandbox `sb` to `server`.
+fn seen_from(h: &TestHost, sb: &str, server: &str) -> String {
+    let o = h.in_sandbox(
+        sb,
+        &format!("python3 {} tcp {server} 7000", plumb_e2e::echo()),
+    );
+    assert!(o.ok(), "{sb} -> {server}: {}", o.stderr);
+    o.stdout.trim().to_owned()
 }
 
 #[test]
@@ -81,21 +81,9 @@ fn nat_mode_lets_nothing_from_outside_reach_a_container_directly() {
     assert!(!h.sh_in(&out, &format!("ping -c1 -W1 {v4}")).ok());
     assert!(!h.sh_in(&out, &format!("ping -6 -c1 -W1 {v6}")).ok());
     // The container still goes out (NAT and NAT66: the outside sees the host's address).
-    let _outside_server = plumb_e2e::spawn_ready(
-        std::process::Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{out}"))
-            .args(["python3", &plumb_e2e::echo(), "serve", "7000"]),
-    );
-    let seen = h.in_sandbox(
-        "srv",
-        &format!("python3 {} tcp 198.51.100.2 7000", plumb_e2e::echo()),
-    );
-    assert_eq!(seen.stdout.trim(), "198.51.100.1", "{}", seen.stderr);
-    let seen = h.in_sandbox(
-        "srv",
-        &format!("python3 {} tcp fd99::2 7000", plumb_e2e::echo()),
-    );
-    assert_eq!(seen.stdout.trim(), "fd99::1", "NAT66: {}", seen.stderr);
+    let _outside_server = serve_outside(&out);
+    assert_eq!(seen_from(&h, "srv", "198.51.100.2"), "198.51.100.1", "NAT");
+    assert_eq!(seen_from(&h, "srv", "fd99::2"), "fd99::1", "NAT66");
     // nat-unprotected is the old way: the container's address takes anything.
     h.plumb_ok(&[
         "network",
@@ -138,21 +126,13 @@ fn routed_mode_uses_the_containers_own_addresses_and_opens_only_published_ports(
     let _servers = serve(&h, "srv", &["80", "81"]);
     let (v4, v6) = (ip_on(&h, "srv", "routed"), ip6_on(&h, "srv", "routed"));
     // Out with its own address, both families.
-    let _outside_server = plumb_e2e::spawn_ready(
-        std::process::Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{out}"))
-            .args(["python3", &plumb_e2e::echo(), "serve", "7000"]),
+    let _outside_server = serve_outside(&out);
+    assert_eq!(
+        seen_from(&h, "srv", "198.51.100.2"),
+        v4,
+        "its own IPv4 address"
     );
-    let seen = h.in_sandbox(
-        "srv",
-        &format!("python3 {} tcp 198.51.100.2 7000", plumb_e2e::echo()),
-    );
-    assert_eq!(seen.stdout.trim(), v4, "{}", seen.stderr);
-    let seen = h.in_sandbox(
-        "srv",
-        &format!("python3 {} tcp fd99::2 7000", plumb_e2e::echo()),
-    );
-    assert_eq!(seen.stdout.trim(), v6, "{}", seen.stderr);
+    assert_eq!(seen_from(&h, "srv", "fd99::2"), v6, "its own IPv6 address");
     // In: the published container port and ICMP at its own address; nothing else.
     assert_eq!(
         client_in_ns(&h, &out, "tcp", &v4, 80).as_deref(),
