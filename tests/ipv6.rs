@@ -84,6 +84,10 @@ fn nat_mode_lets_nothing_from_outside_reach_a_container_directly() {
     let _outside_server = serve_outside(&out);
     assert_eq!(seen_from(&h, "srv", "198.51.100.2"), "198.51.100.1", "NAT");
     assert_eq!(seen_from(&h, "srv", "fd99::2"), "fd99::1", "NAT66");
+    assert!(
+        h.in_sandbox("srv", "ping -6 -c1 -W2 fd99::2").ok(),
+        "ping6 out through NAT66"
+    );
     // nat-unprotected is the old way: the container's address takes anything.
     h.plumb_ok(&[
         "network",
