@@ -445,3 +445,47 @@ fn macvlan_addresses_can_come_from_a_remote_ipam_plugin() {
         ipam.call_names()
     );
 }
+
+#[test]
+fn a_parent_gone_while_plumbd_was_down_does_not_stop_it() {
+    let Some(mut h) = host() else { return };
+    add_lan(&mut h);
+    h.plumb_ok(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "-o",
+        "parent=lan0",
+        "--subnet",
+        "10.80.0.0/24",
+        "--gateway",
+        "10.80.0.254",
+        "mv",
+    ]);
+    h.plumb_ok(&["sandbox", "create", "a"]);
+    h.kill9();
+    assert!(h.sh("ip link set lan0 name lanx").ok());
+    h.start();
+    let (st, v) = h.api(
+        "POST",
+        "/networks/mv/connect",
+        Some(&serde_json::json!({"Container": "a"})),
+    );
+    let msg = v["message"].as_str().unwrap_or("");
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        msg.contains("parent") && msg.contains("lan0") && msg.contains("missing"),
+        "{v}"
+    );
+    assert!(
+        h.in_sandbox("a", "ip -o link show").stdout.lines().count() == 1,
+        "nothing made"
+    );
+    assert!(h.sh("ip link set lanx name lan0").ok());
+    h.plumb_ok(&["network", "connect", "mv", "a"]);
+    assert!(h
+        .in_sandbox("a", "ip -o -d link show eth0")
+        .stdout
+        .contains("macvlan"));
+}

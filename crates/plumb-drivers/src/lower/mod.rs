@@ -37,7 +37,7 @@ fn owner_mark(net: &Network) -> String {
 pub struct LowerDriver {
     flavor: Flavor,
     ns: Arc<Namespaces>,
-    /// The parent link (name, index) of every network created.
+    /// The parent link (name, index; 0 while it is missing) of every network created.
     parents: Mutex<HashMap<NetworkId, (String, u32)>>,
 }
 
@@ -62,17 +62,22 @@ impl LowerDriver {
     /// The parent's index, from the table or (after a restart, before create_network ran
     /// again) from the kernel.
     async fn parent_index(&self, net: &Network) -> Result<u32, BoxError> {
-        if let Some((_, i)) = self.parents().get(&net.id) {
+        if let Some((_, i)) = self.parents().get(&net.id).filter(|(_, i)| *i != 0) {
             return Ok(*i);
         }
         let o = self.options(net)?;
         let l = self.ns.host().link(o.parent.name()).await?.ok_or_else(|| {
-            format!(
-                "parent {} of network {} is missing",
-                o.parent.name(),
-                net.spec.name
+            InvalidInput::boxed(
+                "Options[parent]",
+                format!(
+                    "parent interface {} of network {} is missing: bring it back (or remove the network)",
+                    o.parent.name(),
+                    net.spec.name
+                ),
             )
         })?;
+        self.parents()
+            .insert(net.id.clone(), (o.parent.name().to_owned(), l.index));
         Ok(l.index)
     }
 
@@ -227,7 +232,16 @@ impl NetworkDriver for LowerDriver {
 
     async fn create_network(&self, net: &Network) -> Result<(), BoxError> {
         let o = self.options(net)?;
-        let index = self.ensure_parent(net, &o).await?;
+        let index = match self.ensure_parent(net, &o).await {
+            Ok(i) => i,
+            // The user's interface went while plumbd was away (probe checked it at creation):
+            // plumbd starts anyway; joins say what is missing until it is back.
+            Err(e) if matches!(o.parent, Parent::Link(_)) => {
+                tracing::warn!(network = %net.spec.name, parent = %o.parent.name(), error = %e, "the parent interface is missing");
+                0
+            }
+            Err(e) => return Err(e),
+        };
         self.parents()
             .insert(net.id.clone(), (o.parent.name().to_owned(), index));
         Ok(())
