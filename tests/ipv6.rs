@@ -88,6 +88,25 @@ fn nat_mode_lets_nothing_from_outside_reach_a_container_directly() {
         h.in_sandbox("srv", "ping -6 -c1 -W2 fd99::2").ok(),
         "ping6 out through NAT66"
     );
+    // A container on an IPv6-only network publishes to the host's IPv6 addresses only.
+    h.plumb_ok(&[
+        "network",
+        "create",
+        "--ipv4=false",
+        "--ipv6",
+        "--subnet",
+        "fd93::/64",
+        "six",
+    ]);
+    h.plumb_ok(&["sandbox", "create", "-p", "8090:83", "v6srv"]);
+    h.plumb_ok(&["network", "connect", "six", "v6srv"]);
+    let _v6servers = serve(&h, "v6srv", &["83"]);
+    assert_eq!(
+        client_in_ns(&h, &out, "tcp", "fd99::1", 8090).as_deref(),
+        Some("fd99::2"),
+        "published to an IPv6-only container, the client's address kept"
+    );
+    assert_eq!(client_in_ns(&h, &out, "tcp", "198.51.100.1", 8090), None);
     // nat-unprotected is the old way: the container's address takes anything.
     h.plumb_ok(&[
         "network",
