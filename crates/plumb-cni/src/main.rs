@@ -164,17 +164,6 @@ fn sandbox_name(container: &str) -> String {
     format!("{PREFIX}{clean}")
 }
 
-/// True for an RFC 1123 host name label sequence (letters, digits, inner '-').
-fn is_hostname(name: &str) -> bool {
-    name.len() <= 253
-        && name.split('.').all(|l| {
-            (1..=63).contains(&l.len())
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-}
-
 fn message(v: &Value) -> String {
     v["message"].as_str().unwrap_or_default().to_owned()
 }
@@ -190,7 +179,10 @@ fn add(c: &Call) -> Result<Value, CniError> {
                           "Networks": {c.network.as_str(): cfg}});
     // The pod name is the hosts file's name where it is a host name (Podman's generated names
     // have '_', which DNS aliases allow and host names do not).
-    if let Some(pod) = c.arg("K8S_POD_NAME").filter(|p| is_hostname(p)) {
+    if let Some(pod) = c
+        .arg("K8S_POD_NAME")
+        .filter(|p| plumb_core::validate::is_hostname(p))
+    {
         body["Hostname"] = json!(pod);
     }
     // One request makes the sandbox connected, or nothing.

@@ -73,30 +73,18 @@ fn main() {
             let pid = state["pid"].as_u64().filter(|p| *p > 1).unwrap_or_else(|| {
                 fail("the container state has no pid".into());
             });
+            // One request: the sandbox is made connected to every network, or not at all,
+            // so the container never starts half-plumbed.
+            let aliases = list(&notes["io.plumb.alias"]);
+            let endpoints: serde_json::Map<String, Value> = networks
+                .iter()
+                .map(|net| (net.clone(), json!({"Aliases": aliases})))
+                .collect();
             let body = json!({"Name": sb, "Netns": format!("/proc/{pid}/ns/net"),
-                              "Ports": list(&notes["io.plumb.ports"])});
+                              "Ports": list(&notes["io.plumb.ports"]), "Networks": endpoints});
             let (st, v) = api("POST", "/plumb/v1/sandboxes", Some(&body));
             if st != 201 {
-                fail(format!(
-                    "plumbd refused the container's namespace: {}",
-                    v["message"]
-                ));
-            }
-            let aliases = list(&notes["io.plumb.alias"]);
-            for net in &networks {
-                let body = json!({"Container": sb, "EndpointConfig": {"Aliases": aliases}});
-                let (st, v) = api("POST", &format!("/networks/{net}/connect"), Some(&body));
-                if st != 200 {
-                    // All or nothing: the container does not start half-plumbed (and the
-                    // error reported is the connect's, whatever the removal says).
-                    let _ = http::request(
-                        &socket,
-                        "DELETE",
-                        &format!("/plumb/v1/sandboxes/{sb}"),
-                        None,
-                    );
-                    fail(format!("connecting to network {net}: {}", v["message"]));
-                }
+                fail(format!("plumbing the container: {}", v["message"]));
             }
         }
         "poststop" => {

@@ -81,7 +81,8 @@ impl LowerDriver {
         Ok(l.index)
     }
 
-    /// Makes the parent where it is plumb's to make; returns its index.
+    /// Makes the parent where it is plumb's to make; returns its index, 0 for a parent of the
+    /// user's that is missing (it went while plumbd was away: joins say so until it is back).
     async fn ensure_parent(&self, net: &Network, o: &LowerOptions) -> Result<u32, BoxError> {
         let host = self.ns.host();
         let name = o.parent.name();
@@ -94,12 +95,7 @@ impl LowerDriver {
             return Ok(l.index);
         }
         match &o.parent {
-            Parent::Link(n) => {
-                return Err(InvalidInput::boxed(
-                    "Options[parent]",
-                    format!("no interface {n} on this host"),
-                ))
-            }
+            Parent::Link(_) => return Ok(0),
             Parent::Vlan { name, base, id } => {
                 let b = host.link(base).await?.ok_or_else(|| {
                     InvalidInput::boxed(
@@ -125,8 +121,15 @@ impl LowerDriver {
         // The kernel ignores an alias given at creation: the mark is set now. (A crash in
         // between leaves an unmarked sink, which create_network marks on the next try, or an
         // unmarked VLAN sub-interface, which is then left alone as if it were the user's.)
-        host.set_alias(l.index, &owner_mark(net)).await?;
-        host.set_up(l.index, true).await?;
+        let marked = async {
+            host.set_alias(l.index, &owner_mark(net)).await?;
+            host.set_up(l.index, true).await
+        };
+        if let Err(e) = marked.await {
+            // Nothing half-made: the link this call created goes again.
+            let _ = host.del_link(l.index).await;
+            return Err(e.into());
+        }
         Ok(l.index)
     }
 }
@@ -179,15 +182,23 @@ impl NetworkDriver for LowerDriver {
             .options(net)
             .map_err(|e| InvalidInput::boxed("Options", e.to_string()))?;
         let host = self.ns.host();
-        let (kind, config) = match self.flavor {
-            Flavor::MacVlan => (ProbedKind::MacVlan, "CONFIG_MACVLAN, module macvlan"),
-            Flavor::IpVlan => (ProbedKind::IpVlan, "CONFIG_IPVLAN, module ipvlan"),
+        let (kind, config, instead) = match self.flavor {
+            Flavor::MacVlan => (
+                ProbedKind::MacVlan,
+                "CONFIG_MACVLAN, module macvlan",
+                "-d bridge",
+            ),
+            Flavor::IpVlan => (
+                ProbedKind::IpVlan,
+                "CONFIG_IPVLAN, module ipvlan",
+                "-d macvlan or -d bridge",
+            ),
         };
         if !host.has_link_kind(kind).await? {
             return Err(InvalidInput::boxed(
                 "Driver",
                 format!(
-                    "this kernel has no {} support ({config}): use a kernel with it, or -d macvlan or -d bridge",
+                    "this kernel has no {} support ({config}): use a kernel with it, or {instead}",
                     self.flavor.name()
                 ),
             ));
@@ -232,16 +243,11 @@ impl NetworkDriver for LowerDriver {
 
     async fn create_network(&self, net: &Network) -> Result<(), BoxError> {
         let o = self.options(net)?;
-        let index = match self.ensure_parent(net, &o).await {
-            Ok(i) => i,
-            // The user's interface went while plumbd was away (probe checked it at creation):
-            // plumbd starts anyway; joins say what is missing until it is back.
-            Err(e) if matches!(o.parent, Parent::Link(_)) => {
-                tracing::warn!(network = %net.spec.name, parent = %o.parent.name(), error = %e, "the parent interface is missing");
-                0
-            }
-            Err(e) => return Err(e),
-        };
+        let index = self.ensure_parent(net, &o).await?;
+        if index == 0 {
+            // Probe checked it at creation: it went while plumbd was away. plumbd starts anyway.
+            tracing::warn!(network = %net.spec.name, parent = %o.parent.name(), "the parent interface is missing");
+        }
         self.parents()
             .insert(net.id.clone(), (o.parent.name().to_owned(), index));
         Ok(())
@@ -284,7 +290,6 @@ impl NetworkDriver for LowerDriver {
             parent,
             kind,
             mac: ep.mac.map(|m| m.0),
-            mtu: None,
             ns: &sandbox_ns,
         };
         match self.ns.host().add_lower(&spec).await {

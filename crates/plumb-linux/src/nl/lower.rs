@@ -28,8 +28,6 @@ pub struct LowerSpec<'a> {
     pub kind: LowerKind,
     /// MAC (macvlan only).
     pub mac: Option<[u8; 6]>,
-    /// MTU (the parent's when `None`).
-    pub mtu: Option<u32>,
     /// The namespace it is created in.
     pub ns: &'a std::fs::File,
 }
@@ -45,18 +43,15 @@ impl Nl {
                 if let Some(mac) = s.mac {
                     b = b.address(mac.to_vec());
                 }
-                if let Some(mtu) = s.mtu {
-                    b = b.mtu(mtu);
-                }
                 ("macvlan", b.build())
             }
-            LowerKind::IpVlan(mode) => {
-                let mut b = LinkIpVlan::new(s.name, s.parent, mode).setns_by_fd(fd);
-                if let Some(mtu) = s.mtu {
-                    b = b.mtu(mtu);
-                }
-                ("ipvlan", b.build())
-            }
+            // The parent's MAC and MTU, as the kernel gives them.
+            LowerKind::IpVlan(mode) => (
+                "ipvlan",
+                LinkIpVlan::new(s.name, s.parent, mode)
+                    .setns_by_fd(fd)
+                    .build(),
+            ),
         };
         self.handle
             .link()
@@ -77,8 +72,8 @@ impl Nl {
             .map_err(|e| nl_err(format!("create VLAN {id} sub-interface {name}"), e))
     }
 
-    /// Creates a link of a kind that drops what it is given (dummy, ifb), up: the parent of
-    /// a segment with no way out.
+    /// Creates a link of a kind that drops what it is given (dummy, ifb), down (the caller
+    /// marks it and brings it up): the parent of a segment with no way out.
     pub async fn add_sink(&self, name: &str, kind: &str) -> Result<()> {
         let k = match kind {
             "dummy" => InfoKind::Dummy,
@@ -87,7 +82,6 @@ impl Nl {
         };
         let m = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(k)
             .name(name.to_owned())
-            .up()
             .build();
         self.handle
             .link()
